@@ -1,0 +1,230 @@
+"""Model configuration: frozen dataclasses, saved as JSON beside the safetensors weights.
+
+Every size in the model comes from here; nothing is hidden in module defaults. ``CodecConfig``
+validates its own geometry (strides vs. ISTFT hop, levels, ...) so that a bad config fails when
+it is built, with a message naming the field, not deep inside a forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Causal ConvNeXt encoder on the waveform.
+
+    ``strides[0]`` is the stride of the patchifying stem; each later stride is a strided causal
+    downsampling conv between stages. ``channels[i]``/``depths[i]`` are the width and number of
+    ConvNeXt blocks of stage ``i``, which runs at ``sample_rate / prod(strides[: i + 1])``.
+    """
+
+    strides: tuple[int, ...] = (4, 4, 4, 5)
+    channels: tuple[int, ...] = (24, 48, 96, 256)
+    depths: tuple[int, ...] = (1, 1, 1, 2)
+    kernel_size: int = 7
+    mlp_ratio: float = 2.0
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    """Residual quantizer: ``num_quantizers`` stages of one kind.
+
+    kind: "fsq" (finite scalar quantization, ``levels``), "lfq" (lookup-free, ``lfq_bits``),
+    "ema" (VQ with EMA codebook updates and dead-code restart), "origin" (VQ trained by
+    codebook + commitment losses). VQ kinds use ``codebook_size`` entries of ``codebook_dim``.
+    """
+
+    kind: str = "fsq"
+    num_quantizers: int = 8
+    levels: tuple[int, ...] = (8, 8, 8, 6, 5)
+    lfq_bits: int = 14
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 2.0
+    quantizer_dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Vocos-style causal ConvNeXt backbone at frame rate + ISTFT head.
+
+    The head emits ``hop / istft_hop`` STFT frames per code frame (window ``n_fft``, hop
+    ``istft_hop``); ``n_fft`` must be a multiple of ``istft_hop`` so overlap-add is a sum of
+    ``n_fft / istft_hop`` shifted copies (exportable, no fold/col2im).
+    """
+
+    dim: int = 256
+    depth: int = 6
+    kernel_size: int = 7
+    input_kernel_size: int = 3
+    mlp_ratio: float = 3.0
+    n_fft: int = 320
+    istft_hop: int = 80
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """The whole codec. ``latent_dim`` is the width of the encoder output / quantizer input."""
+
+    name: str = "dwancodec-16k"
+    sample_rate: int = 16000
+    latent_dim: int = 256
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.encoder.strides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodecConfig:
+        return _from_dict(cls, data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CodecConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config file {path} is not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> CodecConfig:
+        """A copy with top-level fields or dotted sub-fields changed.
+
+        Example: ``cfg.replace(**{"quantizer.kind": "ema", "sample_rate": 24000})``.
+        """
+        data = self.to_dict()
+        for key, value in changes.items():
+            *parents, leaf = key.split(".")
+            node = data
+            for p in parents:
+                if p not in node or not isinstance(node[p], dict):
+                    raise ValueError(f"unknown config section {p!r} in {key!r}")
+                node = node[p]
+            if leaf not in node:
+                raise ValueError(f"unknown config field {key!r}")
+            node[leaf] = value
+        return CodecConfig.from_dict(data)
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} expects a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    nested = {"encoder": EncoderConfig, "quantizer": QuantizerConfig, "decoder": DecoderConfig}
+    for name, value in data.items():
+        if cls is CodecConfig and name in nested:
+            kwargs[name] = _from_dict(nested[name], value)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def validate_config(cfg: CodecConfig) -> None:
+    """Raise ``ValueError`` naming the field if the geometry cannot work."""
+    enc, q, dec = cfg.encoder, cfg.quantizer, cfg.decoder
+    if cfg.sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {cfg.sample_rate}")
+    n = len(enc.strides)
+    if n == 0 or len(enc.channels) != n or len(enc.depths) != n:
+        raise ValueError(
+            "encoder.strides, encoder.channels and encoder.depths must have the same non-zero "
+            f"length, got {len(enc.strides)}, {len(enc.channels)}, {len(enc.depths)}"
+        )
+    if any(s < 1 for s in enc.strides):
+        raise ValueError(f"encoder.strides must be >= 1, got {enc.strides}")
+    if q.kind not in QUANTIZER_KINDS:
+        raise ValueError(f"quantizer.kind must be one of {QUANTIZER_KINDS}, got {q.kind!r}")
+    if q.num_quantizers < 1:
+        raise ValueError(f"quantizer.num_quantizers must be >= 1, got {q.num_quantizers}")
+    if q.kind == "fsq" and (not q.levels or any(v < 2 for v in q.levels)):
+        raise ValueError(f"quantizer.levels must all be >= 2, got {q.levels}")
+    if q.kind == "lfq" and not 1 <= q.lfq_bits <= 24:
+        raise ValueError(f"quantizer.lfq_bits must be in [1, 24], got {q.lfq_bits}")
+    hop = cfg.hop_length
+    if hop % dec.istft_hop:
+        raise ValueError(
+            f"hop length {hop} (product of encoder.strides) must be a multiple of "
+            f"decoder.istft_hop={dec.istft_hop}"
+        )
+    if dec.n_fft % dec.istft_hop or dec.n_fft <= dec.istft_hop:
+        raise ValueError(
+            f"decoder.n_fft={dec.n_fft} must be a multiple (>= 2x) of "
+            f"decoder.istft_hop={dec.istft_hop}"
+        )
+    if dec.n_fft % 2:
+        raise ValueError(f"decoder.n_fft must be even, got {dec.n_fft}")
+
+
+def named_configs() -> dict[str, CodecConfig]:
+    """The configurations the project ships and tests.
+
+    - ``default``: 16 kHz, 20 ms frames, FSQ 8 stages (~0.7 kbps each).
+    - ``lowlatency``: 16 kHz, 10 ms frames (hop 160).
+    - ``24k``: 24 kHz, 20 ms frames (hop 480).
+    - ``tiny``: a very small 16 kHz model for tests (hop 40).
+    """
+    default = CodecConfig()
+    return {
+        "default": default,
+        "lowlatency": default.replace(
+            name="dwancodec-16k-ll",
+            **{"encoder.strides": (4, 4, 2, 5), "decoder.istft_hop": 80, "decoder.n_fft": 320},
+        ),
+        "24k": default.replace(
+            name="dwancodec-24k",
+            sample_rate=24000,
+            **{"encoder.strides": (4, 4, 5, 6), "decoder.istft_hop": 120, "decoder.n_fft": 480},
+        ),
+        "tiny": CodecConfig(
+            name="dwancodec-tiny",
+            latent_dim=16,
+            encoder=EncoderConfig(strides=(2, 4, 5), channels=(4, 8, 16), depths=(1, 1, 1)),
+            quantizer=QuantizerConfig(num_quantizers=3, levels=(5, 4, 3), codebook_size=32,
+                                      codebook_dim=4, lfq_bits=5),
+            decoder=DecoderConfig(dim=16, depth=2, n_fft=40, istft_hop=10, mlp_ratio=2.0),
+        ),
+    }
+
+
+def get_config(name_or_path: str | Path) -> CodecConfig:
+    """A named config (see :func:`named_configs`) or a JSON file."""
+    configs = named_configs()
+    if isinstance(name_or_path, str) and name_or_path in configs:
+        return configs[name_or_path]
+    path = Path(name_or_path)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.exists():
+        raise ValueError(
+            f"unknown config {str(name_or_path)!r}: not one of {sorted(configs)} and no such file"
+        )
+    return CodecConfig.load(path)

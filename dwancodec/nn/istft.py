@@ -1,0 +1,101 @@
+"""Zero-latency streaming ISTFT head (Vocos-style magnitude + phase, real-valued inverse DFT).
+
+Alignment (the deliberate choice): code frame ``t`` yields ``U = hop / istft_hop`` synthesis
+frames; sub-frame ``u`` is a window of ``n_fft`` samples that starts at sample
+``t * hop + u * istft_hop``. Overlap-add therefore finalises output ``[t * hop, (t + 1) * hop)``
+as soon as code frame ``t`` is decoded: every window that overlaps those samples starts at or
+before them. The tail of each window reaches up to ``n_fft - istft_hop`` samples into the future
+(the network learns to predict it, as in FocalCodec-Stream); that tail is the carried state
+``tail`` and is not output until later frames complete it. The head adds **no** latency, unlike
+the centred ISTFT (which would delay by ``n_fft - istft_hop``).
+
+Before the first frame we behave as if earlier frames were silent, so the overlap-add envelope
+used for normalisation is the steady-state one everywhere and offline == streaming.
+
+No complex tensors: the inverse real DFT (``irfft``) is a matmul with a fixed basis that also
+folds in the synthesis window, so the graph exports to ONNX as MatMul/Mul/Pad/Add.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..streaming.state import State, Stateful, StateSpec
+
+
+def irfft_basis(n_fft: int, window: Tensor) -> Tensor:
+    """``[2 * (n_fft // 2 + 1), n_fft]`` matrix B with ``cat(re, im) @ B == irfft(re + i im) * w``.
+
+    irfft: ``x[n] = (1/N) (X_0 + 2 sum_{k=1}^{N/2-1} Re(X_k e^{2 pi i k n / N}) + X_{N/2} (-1)^n)``;
+    the imaginary parts of the DC and Nyquist bins are ignored, as ``torch.fft.irfft`` does.
+    """
+    n_bins = n_fft // 2 + 1
+    k = torch.arange(n_bins, dtype=torch.float64)[:, None]
+    n = torch.arange(n_fft, dtype=torch.float64)[None, :]
+    angle = 2 * math.pi * k * n / n_fft
+    scale = torch.full((n_bins, 1), 2.0 / n_fft, dtype=torch.float64)
+    scale[0] = scale[-1] = 1.0 / n_fft
+    cos_part = scale * torch.cos(angle)
+    sin_part = -scale * torch.sin(angle)
+    sin_part[0] = 0.0
+    sin_part[-1] = 0.0
+    basis = torch.cat([cos_part, sin_part], dim=0) * window.to(torch.float64)[None, :]
+    return basis.to(torch.float32)
+
+
+def ola_envelope(window: Tensor, hop: int) -> Tensor:
+    """Steady-state overlap-add sum of ``window`` at ``hop``: ``[hop]`` (period of the envelope).
+
+    >>> ola_envelope(torch.hann_window(8), 2)
+    tensor([2., 2.])
+    """
+    return window.reshape(-1, hop).sum(dim=0)
+
+
+class ISTFTHead(Stateful):
+    """``[B, dim, F]`` backbone features -> ``[B, F * hop]`` audio.
+
+    State ``tail``: ``[n_fft - istft_hop]``, the overlap-add samples after the last emitted one.
+    """
+
+    def __init__(self, dim: int, hop_length: int, n_fft: int, istft_hop: int) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.istft_hop = istft_hop
+        self.frames_per_code = hop_length // istft_hop
+        self.overlap = n_fft // istft_hop  # R: windows covering each output sample
+        self.n_bins = n_fft // 2 + 1
+        self.out = nn.Linear(dim, self.frames_per_code * 2 * self.n_bins)
+        window = torch.hann_window(n_fft, periodic=True)
+        self.register_buffer("basis", irfft_basis(n_fft, window), persistent=False)
+        self.register_buffer(
+            "inv_envelope", 1.0 / ola_envelope(window, istft_hop), persistent=False
+        )
+
+    def state_spec(self) -> dict[str, StateSpec]:
+        return {"tail": StateSpec((self.n_fft - self.istft_hop,))}
+
+    def spectrum(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Features ``[B, dim, F]`` -> magnitude and phase, each ``[B, F * U, n_bins]``."""
+        b, _, f = x.shape
+        h = self.out(x.transpose(1, 2)).reshape(b, f * self.frames_per_code, 2 * self.n_bins)
+        log_mag, phase = h.split(self.n_bins, dim=-1)
+        # exp keeps magnitudes positive; the clip avoids overflow early in training (as Vocos).
+        return torch.exp(log_mag).clamp(max=1e2), phase
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        mag, phase = self.spectrum(x)
+        frames = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1) @ self.basis
+        b, n, _ = frames.shape  # n synthesis frames, each n_fft windowed samples
+        r, h = self.overlap, self.istft_hop
+        pieces = frames.reshape(b, n, r, h)
+        # Overlap-add as R shifted sums: piece r of frame i lands in output block i + r.
+        acc = sum(F.pad(pieces[:, :, j], (0, 0, j, r - 1 - j)) for j in range(r))
+        acc = acc.reshape(b, (n + r - 1) * h)
+        acc = acc + F.pad(state["tail"], (0, n * h))
+        y = acc[:, : n * h].reshape(b, n, h) * self.inv_envelope
+        return y.reshape(b, n * h), {"tail": acc[:, n * h:]}

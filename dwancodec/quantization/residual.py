@@ -1,0 +1,95 @@
+"""Residual stacking of any quantizer kind, with quantizer dropout (one model, many bitrates)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..config import QuantizerConfig
+from .base import QuantizerOutput
+from .fsq import FSQ
+from .lfq import LFQ
+from .vq import VectorQuantizer
+
+
+def make_quantizer(cfg: QuantizerConfig) -> nn.Module:
+    if cfg.kind == "fsq":
+        return FSQ(cfg.levels)
+    if cfg.kind == "lfq":
+        return LFQ(cfg.lfq_bits)
+    return VectorQuantizer(cfg.codebook_size, cfg.codebook_dim, ema=cfg.kind == "ema",
+                           decay=cfg.ema_decay, dead_code_threshold=cfg.dead_code_threshold)
+
+
+class Stage(nn.Module):
+    """Project ``latent_dim -> d``, quantize, project back (factorised codes, as in DAC)."""
+
+    def __init__(self, cfg: QuantizerConfig, latent_dim: int) -> None:
+        super().__init__()
+        self.quantizer = make_quantizer(cfg)
+        d = self.quantizer.dim
+        self.project_in = nn.Conv1d(latent_dim, d, 1)
+        self.project_out = nn.Conv1d(d, latent_dim, 1)
+
+
+class ResidualQuantizer(nn.Module):
+    """``num_quantizers`` stages; stage ``i`` quantizes what stages ``< i`` left over.
+
+    encode: ``[B, D, T] -> [B, n_q, T]``; decode: ``[B, k, T] -> [B, D, T]`` for any
+    ``1 <= k <= num_quantizers`` (fewer stages = lower bitrate).
+    """
+
+    def __init__(self, cfg: QuantizerConfig, latent_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.stages = nn.ModuleList(Stage(cfg, latent_dim) for _ in range(cfg.num_quantizers))
+        self.num_quantizers = cfg.num_quantizers
+        self.codebook_size = self.stages[0].quantizer.codebook_size
+
+    def encode(self, z: Tensor, n_q: int | None = None) -> Tensor:
+        n_q = self.num_quantizers if n_q is None else n_q
+        codes = []
+        residual = z
+        for stage in self.stages[:n_q]:
+            c = stage.quantizer.encode(stage.project_in(residual))
+            codes.append(c)
+            residual = residual - stage.project_out(stage.quantizer.decode(c))
+        return torch.stack(codes, dim=1)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        z_q = None
+        for i in range(codes.shape[1]):
+            stage = self.stages[i]
+            q = stage.project_out(stage.quantizer.decode(codes[:, i]))
+            z_q = q if z_q is None else z_q + q
+        assert z_q is not None
+        return z_q
+
+    def forward(self, z: Tensor, n_q: int | None = None) -> QuantizerOutput:
+        """Quantize with gradients. In training with ``n_q=None``, quantizer dropout draws a
+        number of active stages per batch item (a ``quantizer_dropout`` fraction of items)."""
+        b = z.shape[0]
+        n_active = torch.full((b,), n_q or self.num_quantizers, device=z.device)
+        if self.training and n_q is None and self.cfg.quantizer_dropout > 0:
+            drawn = torch.randint(1, self.num_quantizers + 1, (b,), device=z.device)
+            use = torch.rand(b, device=z.device) < self.cfg.quantizer_dropout
+            n_active = torch.where(use, drawn, n_active)
+        stages = self.stages[: (n_q or self.num_quantizers)]
+        z_q: Tensor | None = None
+        residual = z
+        codes, losses, metrics = [], {}, {}
+        for i, stage in enumerate(stages):
+            out = stage.quantizer(stage.project_in(residual))
+            q = stage.project_out(out.z_q)
+            keep = (n_active > i).to(z.dtype)
+            q_kept = q * keep[:, None, None]
+            # Without dropout keep == 1 and q_kept == q bit for bit, so forward == decode(codes).
+            z_q = q_kept if z_q is None else z_q + q_kept
+            residual = residual - q
+            codes.append(out.codes)
+            for k, v in out.losses.items():
+                losses[k] = losses.get(k, 0.0) + v / len(stages)
+            for k, v in out.metrics.items():
+                metrics[f"{k}.{i}"] = v
+        assert z_q is not None
+        return QuantizerOutput(z_q, torch.stack(codes, dim=1), losses, metrics)
