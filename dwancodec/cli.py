@@ -1,0 +1,204 @@
+"""``dwancodec`` command line. The only module that parses arguments.
+
+Each subcommand's arguments are declared here (one ``_add_<name>`` function each) and its work
+is done by a ``run(args) -> int`` function in the module named by ``handler``, imported only when
+that subcommand runs (so ``dwancodec info`` never imports the training stack).
+
+Exit codes: 0 success, 2 user error (message on stderr, no traceback), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+# Exceptions that mean "the input or the request was wrong", shown without a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+)
+
+
+def _handler(sub: argparse.ArgumentParser, target: str) -> None:
+    sub.set_defaults(handler=target)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="model bundle directory (config.json + model.safetensors); "
+                        "default: the model shipped with the package")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+
+
+def _add_rate_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--bitrate", type=float, default=None, metavar="KBPS",
+                   help="target bitrate in kbps (uses the most stages that fit)")
+    g.add_argument("--n-q", type=int, default=None, metavar="N",
+                   help="number of residual quantizer stages (default: all)")
+
+
+def _add_encode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="encode an audio file to a .dwc bitstream")
+    p.add_argument("input", help="audio file (wav, flac, ogg, mp3)")
+    p.add_argument("output", help="output .dwc file")
+    _add_rate_args(p)
+    _add_model_args(p)
+    _handler(p, "dwancodec.commands.coding:run_encode")
+
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decode", help="decode a .dwc bitstream to audio")
+    p.add_argument("input", help="input .dwc file")
+    p.add_argument("output", help="output audio file (wav, flac, ogg)")
+    _add_model_args(p)
+    _handler(p, "dwancodec.commands.coding:run_decode")
+
+
+def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("roundtrip", help="encode + decode through the streaming path")
+    p.add_argument("input", help="audio file")
+    p.add_argument("output", help="decoded audio file")
+    _add_rate_args(p)
+    _add_model_args(p)
+    p.add_argument("--chunk-ms", type=float, default=20.0,
+                   help="size of the chunks pushed into the streaming encoder")
+    p.add_argument("--compare", action="store_true",
+                   help="print objective scores (PESQ-WB, STOI, SI-SDR, mel distance)")
+    _handler(p, "dwancodec.commands.coding:run_roundtrip")
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="describe a .dwc file, a model bundle or a named config")
+    p.add_argument("file", nargs="?", help=".dwc file")
+    p.add_argument("--model", default=None, help="model bundle directory")
+    p.add_argument("--config", default=None, help="named config (default, lowlatency, 24k, "
+                                                  "tiny) or JSON file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _handler(p, "dwancodec.commands.coding:run_info")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="stream a bundled speech clip through the default model at "
+                                    "each bitrate; write the decoded files")
+    p.add_argument("--out", default="demo-out", help="output folder")
+    p.add_argument("--input", default=None, help="use this audio file instead of the bundled clip")
+    _add_model_args(p)
+    _handler(p, "dwancodec.commands.coding:run_demo")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export streaming step graphs to ONNX")
+    p.add_argument("--model", default=None, help="model bundle (default: shipped model)")
+    p.add_argument("--config", default=None,
+                   help="export a randomly initialised named config instead of a bundle")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--frames-per-step", type=int, default=1,
+                   help="code frames per step call")
+    p.add_argument("--n-q", type=int, default=None, help="stages in the encoder graph")
+    p.add_argument("--full-sequence", action="store_true",
+                   help="also export offline full-sequence graphs")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--no-optimize", action="store_true", help="skip the graph optimizer pass")
+    _handler(p, "dwancodec.export.command:run")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a codec on a folder of audio")
+    p.add_argument("--train-data-path", required=True, nargs="+",
+                   help="folder(s) of audio, searched recursively")
+    p.add_argument("--val-data-path", default=None, nargs="+", help="validation folder(s)")
+    p.add_argument("--config", default=None,
+                   help="JSON/TOML training config, or a named model config")
+    p.add_argument("--model-config", default=None, help="named model config or JSON file")
+    p.add_argument("--sample-rate", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="generator learning rate")
+    p.add_argument("--lr-disc", type=float, default=None, help="discriminator learning rate")
+    p.add_argument("--quantizer", choices=("fsq", "lfq", "ema", "origin"), default=None)
+    p.add_argument("--levels", type=str, default=None, help="FSQ levels, e.g. 8,8,8,6,5")
+    p.add_argument("--num-quantizers", type=int, default=None)
+    p.add_argument("--segment-seconds", type=float, default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--save", default=None,
+                   help="checkpoint folder (default .checkpoints/<experiment-name>)")
+    p.add_argument("--experiment-name", default=None)
+    p.add_argument("--resume", action="store_true", help="resume from the latest checkpoint")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best available)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None)
+    p.add_argument("--log", choices=("tensorboard", "wandb", "csv"), default=None)
+    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any training config field, e.g. --set gan_start_step=2000")
+    _handler(p, "dwancodec.training.command:run")
+
+
+def _add_live(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("live", help="live microphone round trip through the codec")
+    _add_rate_args(p)
+    p.add_argument("--model", default=None, help="model bundle (default: shipped model)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--onnx-dir", default=None, help="exported ONNX folder (backend onnx)")
+    p.add_argument("--input-device", default=None)
+    p.add_argument("--output-device", default=None)
+    p.add_argument("--list-devices", action="store_true")
+    p.add_argument("--block-ms", type=float, default=20.0)
+    p.add_argument("--save-input", default=None)
+    p.add_argument("--save-output", default=None)
+    p.add_argument("--duration", type=float, default=None, help="seconds; default: until Ctrl-C")
+    p.add_argument("--input-file", default=None,
+                   help="play this file in real time instead of the microphone")
+    p.add_argument("--loss", type=float, default=0.0, help="simulated packet loss rate (0-1)")
+    p.add_argument("--jitter-ms", type=float, default=0.0, help="simulated network jitter")
+    _handler(p, "dwancodec.live.command:run")
+
+
+PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_encode, _add_decode, _add_roundtrip, _add_info, _add_demo, _add_export, _add_train,
+    _add_live,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dwancodec", description="Streaming real-time neural speech codec."
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {import_module('dwancodec').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in PARSERS:
+        add(sub)
+    for p in sub.choices.values():
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")
+        p.add_argument("--debug", action="store_true", help="show tracebacks for all errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = args.handler.split(":")
+    try:
+        handler = getattr(import_module(module_name), func_name)
+        return int(handler(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"dwancodec {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print(f"dwancodec {args.command}: internal error (please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
