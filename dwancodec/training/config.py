@@ -1,0 +1,143 @@
+"""Training configuration: one frozen dataclass; JSON/TOML files and CLI flags compose onto it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
+    "waveform_l1": 0.0,
+    "stft": 1.0,
+    "mel": 15.0,
+    "commitment": 0.25,
+    "codebook": 1.0,
+    "entropy": 0.1,
+    "adversarial": 1.0,
+    "feature_matching": 2.0,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the model config.
+
+    ``loss_weights`` keys are the loss names, which are also the log names.
+    """
+
+    experiment_name: str = "dwancodec"
+    model_config: str = "default"
+    train_data: tuple[str, ...] = ()
+    val_data: tuple[str, ...] = ()
+    save_dir: str = ""
+    sample_rate: int = 16000
+    batch_size: int = 16
+    segment_seconds: float = 1.0
+    num_workers: int = 2
+    lr: float = 1e-3
+    lr_disc: float = 2e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 1e-2
+    warmup_steps: int = 500
+    max_steps: int = 200_000
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 10.0
+    gan_start_step: int = 20_000
+    adversarial_loss: str = "hinge"
+    discriminators: tuple[str, ...] = ("mrstft",)
+    loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
+    ema_decay: float = 0.0
+    precision: str = "fp32"
+    device: str = ""
+    threads: int = 0
+    seed: int = 0
+    log: str = "tensorboard"
+    log_every: int = 25
+    val_every: int = 1000
+    save_every: int = 250
+    keep_last: int = 3
+    val_segments: int = 16
+    val_segment_seconds: float = 3.0
+    val_pesq_stoi: bool = True
+    gain_db_range: tuple[float, float] = (-12.0, 3.0)
+    noise_snr_db: tuple[float, float] = (-1.0, -1.0)
+    silence_threshold_db: float = -50.0
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.segment_seconds <= 0:
+            raise ValueError(f"segment_seconds must be > 0, got {self.segment_seconds}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.log not in ("tensorboard", "wandb", "csv"):
+            raise ValueError(f"log must be tensorboard, wandb or csv, got {self.log!r}")
+        if self.adversarial_loss not in ("hinge", "lsgan"):
+            raise ValueError(f"adversarial_loss must be hinge or lsgan, got "
+                             f"{self.adversarial_loss!r}")
+        unknown = set(self.loss_weights) - set(DEFAULT_LOSS_WEIGHTS)
+        if unknown:
+            raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; "
+                             f"known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.save_dir or f".checkpoints/{self.experiment_name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return build_train_config(self.to_dict(), changes)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert strings from ``--set KEY=VALUE`` and lists from JSON to the field's type."""
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        return tuple(type(default[0])(v) if default else v for v in value)
+    if isinstance(default, dict):
+        if isinstance(value, str):
+            value = json.loads(value)
+        if name == "loss_weights":
+            return {**DEFAULT_LOSS_WEIGHTS, **{k: float(v) for k, v in value.items()}}
+        return dict(value)
+    if isinstance(default, bool) and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(value, str) and not isinstance(default, str):
+        return type(default)(value)
+    return value
+
+
+def build_train_config(base: dict[str, Any] | None = None,
+                       overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults <- ``base`` (a loaded file) <- ``overrides`` (flags); unknown keys are errors."""
+    defaults = TrainConfig().to_dict()
+    merged = dict(defaults)
+    for source in (base or {}, overrides or {}):
+        for key, value in source.items():
+            if key not in defaults:
+                raise ValueError(f"unknown training config field {key!r}")
+            if value is not None:
+                merged[key] = _coerce(key, value, defaults[key])
+    return TrainConfig(**merged)
+
+
+def load_train_config_file(path: str | Path) -> dict[str, Any]:
+    """A JSON or TOML file as a dict (validated when built)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such config file: {p}")
+    text = p.read_text()
+    try:
+        return tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"cannot parse {p}: {e}") from None

@@ -1,0 +1,377 @@
+"""The training loop: one ordered step (discriminator, then generator), exact resume, DDP.
+
+Data parallelism (``torchrun``) averages gradients with one flat all-reduce per model per step
+(``sync_gradients``), so the same code runs on CPU (gloo) and GPUs (nccl) and the discriminators,
+which see two forwards per step, need no DDP wrapper tricks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+
+from ..config import CodecConfig, get_config
+from ..model import Codec
+from .checkpoint import (
+    atomic_save,
+    atomic_write_text,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    set_rng_state,
+)
+from .config import TrainConfig
+from .data import AudioCorpus, Augment, SegmentDataset, validation_segments
+from .discriminators import Adversary
+from .logger import MetricLogger
+from .losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
+from .validate import validate
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Distributed:
+    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed()
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return Distributed(dist.get_rank(), dist.get_world_size(),
+                       int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def sync_gradients(params: list[nn.Parameter], world_size: int) -> None:
+    """Average gradients across ranks with a single flat all-reduce."""
+    if world_size == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_module(module: nn.Module) -> None:
+    if dist.is_initialized():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, 0)
+
+
+class StepSampler(Sampler[list[int]]):
+    """Batches of dataset indices for steps ``start_step, start_step + 1, ...``; rank ``r``
+    of ``w`` takes items ``[(s * w + r) * B, (s * w + r + 1) * B)`` of step ``s``."""
+
+    def __init__(self, start_step: int, batch_size: int, dist_info: Distributed) -> None:
+        self.start_step, self.batch_size, self.dist = start_step, batch_size, dist_info
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while True:
+            first = (step * self.dist.world_size + self.dist.rank) * self.batch_size
+            yield list(range(first, first + self.batch_size))
+            step += 1
+
+    def __len__(self) -> int:
+        return 10**9
+
+
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio`` at ``total`` steps.
+
+    >>> round(lr_lambda(0, 100, 1000, 0.1), 3), lr_lambda(100, 100, 1000, 0.1)
+    (0.01, 1.0)
+    >>> round(lr_lambda(1000, 100, 1000, 0.1), 3)
+    0.1
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def pick_device(requested: str) -> str:
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` and runs/resumes training."""
+
+    def __init__(self, cfg: TrainConfig, model_config: CodecConfig | None = None,
+                 progress: bool = True) -> None:
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.dist = init_distributed(self.device)
+        if self.device.startswith("cuda") and self.dist.world_size > 1:
+            self.device = f"cuda:{self.dist.local_rank}"
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        mc = model_config or get_config(cfg.model_config)
+        if cfg.model_overrides:
+            mc = mc.replace(**cfg.model_overrides)
+        if mc.sample_rate != cfg.sample_rate:
+            mc = mc.replace(sample_rate=cfg.sample_rate)
+        self.model = Codec(mc).to(self.device)
+        broadcast_module(self.model)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
+        )
+        self.adversary = Adversary(cfg.discriminators, cfg.sample_rate, cfg.lr_disc, cfg.betas,
+                                   cfg.adversarial_loss).to(self.device)
+        broadcast_module(self.adversary)
+        self.mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(self.device)
+        self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
+        self.ema: dict[str, Tensor] | None = (
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if cfg.ema_decay > 0 else None
+        )
+        self.step = 0
+        self.best_val = math.inf
+        self.progress = progress and self.dist.is_main
+        self.ckpt_dir = cfg.checkpoint_dir
+        self._train_corpus: AudioCorpus | None = None
+        self._val_batch: Tensor | None = None
+        self.logger: MetricLogger | None = None
+
+    # Precision ----------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.split(":")[0], dtype=dtype)
+
+    # Data ---------------------------------------------------------------------------------
+    def train_corpus(self) -> AudioCorpus:
+        if self._train_corpus is None:
+            self._train_corpus = AudioCorpus(self.cfg.train_data, self.cfg.sample_rate,
+                                             progress=self.progress)
+        return self._train_corpus
+
+    def make_loader(self) -> DataLoader:
+        cfg = self.cfg
+        hop = self.model.hop_length
+        segment = max(hop, round(cfg.segment_seconds * cfg.sample_rate / hop) * hop)
+        dataset = SegmentDataset(
+            self.train_corpus(), segment, seed=cfg.seed,
+            augment=Augment(cfg.gain_db_range, cfg.noise_snr_db),
+            silence_db=cfg.silence_threshold_db,
+        )
+        return DataLoader(
+            dataset, batch_sampler=StepSampler(self.step, cfg.batch_size, self.dist),
+            num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+            generator=torch.Generator().manual_seed(cfg.seed),  # keep the global RNG untouched
+        )
+
+    def val_batch(self) -> Tensor | None:
+        if not self.cfg.val_data:
+            return None
+        if self._val_batch is None:
+            hop = self.model.hop_length
+            corpus = AudioCorpus(self.cfg.val_data, self.cfg.sample_rate)
+            seg = int(self.cfg.val_segment_seconds * self.cfg.sample_rate) // hop * hop
+            self._val_batch = validation_segments(corpus, self.cfg.val_segments, seg)
+        return self._val_batch
+
+    # One step -----------------------------------------------------------------------------
+    def gan_active(self) -> bool:
+        return self.step >= self.cfg.gan_start_step and self.cfg.loss_weights["adversarial"] > 0
+
+    def train_step(self, audio: Tensor) -> dict[str, float]:
+        """Discriminator step (if the GAN phase started), then generator step."""
+        cfg, w = self.cfg, self.cfg.loss_weights
+        self.model.train()
+        audio = audio.to(self.device, non_blocking=True)
+        with self.autocast():
+            out = self.model(audio)
+        fake = out.audio.float()
+        logs: dict[str, Tensor] = {}
+        if self.gan_active():
+            logs |= self.adversary.discriminator_step(
+                audio, fake, cfg.grad_clip,
+                lambda params: sync_gradients(params, self.dist.world_size),
+            )
+
+        losses: dict[str, Tensor] = {
+            "mel": self.mel_loss(fake, audio),
+            "stft": self.stft_loss(fake, audio),
+            "waveform_l1": (fake - audio).abs().mean(),
+            **out.losses,
+        }
+        if self.gan_active():
+            with self.autocast():
+                losses |= self.adversary.generator_losses(audio, fake)
+        total = sum(w[k] * v for k, v in losses.items() if w.get(k, 0.0) > 0)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        sync_gradients(list(self.model.parameters()), self.dist.world_size)
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self._update_ema()
+        self.step += 1
+        logs |= losses
+        logs["total"] = total.detach()
+        logs["grad_norm"] = grad_norm
+        logs["lr"] = torch.tensor(self.scheduler.get_last_lr()[0])
+        for k, v in out.metrics.items():
+            logs[k] = v
+        return {k: float(v.detach()) if isinstance(v, Tensor) else float(v)
+                for k, v in logs.items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        for k, v in self.model.state_dict().items():
+            if v.is_floating_point():
+                self.ema[k].lerp_(v, 1 - self.cfg.ema_decay)
+            else:
+                self.ema[k].copy_(v)
+
+    # Checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "best_val": self.best_val,
+            "model": self.model.state_dict(),
+            "model_config": self.model.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "adversary": self.adversary.state_dict(),
+            "adversary_optimizer": self.adversary.optimizer.state_dict(),
+            "ema": self.ema,
+            "rng": rng_state(),
+            "train_config": self.cfg.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.adversary.load_state_dict(state["adversary"])
+        self.adversary.optimizer.load_state_dict(state["adversary_optimizer"])
+        if state.get("ema") is not None and self.ema is not None:
+            self.ema = state["ema"]
+        self.step = int(state["step"])
+        self.best_val = float(state["best_val"])
+        set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        path = checkpoint_path(self.ckpt_dir, self.step)
+        atomic_save(self.state_dict(), path)
+        atomic_write_text(self.ckpt_dir / "latest.txt", path.name + "\n")
+        prune_checkpoints(self.ckpt_dir, self.cfg.keep_last)
+        return path
+
+    def resume(self) -> bool:
+        """Load the newest complete checkpoint, if any. Returns whether one was found."""
+        path = latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            return False
+        self.load_state_dict(load_checkpoint(path, self.device))
+        return True
+
+    def inference_model(self) -> Codec:
+        """The generator for export: EMA weights if enabled."""
+        if self.ema is None:
+            return self.model
+        model = Codec(self.model.config)
+        model.load_state_dict(self.ema)
+        return model
+
+    def export_bundle(self, name: str) -> Path:
+        """Write ``<save>/<name>/`` (config.json + model.safetensors, generator only)."""
+        return self.inference_model().eval().save_pretrained(self.ckpt_dir / name)
+
+    # Loop ---------------------------------------------------------------------------------
+    def fit(self) -> None:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            cfg.save(self.ckpt_dir / "train_config.json")
+            self.model.config.save(self.ckpt_dir / "model_config.json")
+            self.logger = MetricLogger(self.ckpt_dir, cfg.log, cfg.to_dict())
+        loader = self.make_loader()
+        seconds_per_batch = cfg.batch_size * self.dist.world_size * cfg.segment_seconds
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.progress,
+                   unit="step", dynamic_ncols=True)
+        t0, last_logged = time.perf_counter(), self.step
+        try:
+            for audio in loader:
+                if self.step >= cfg.max_steps:
+                    break
+                logs = self.train_step(audio)
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == 1:
+                    elapsed = time.perf_counter() - t0
+                    logs["audio_seconds_per_second"] = (
+                        (self.step - last_logged) * seconds_per_batch / max(elapsed, 1e-9)
+                    )
+                    t0, last_logged = time.perf_counter(), self.step
+                    if self.logger:
+                        self.logger.scalars("train", logs, self.step)
+                    bar.set_postfix(mel=f"{logs['mel']:.3f}", stft=f"{logs['stft']:.3f}",
+                                    aps=f"{logs['audio_seconds_per_second']:.1f}")
+                if self.step % cfg.val_every == 0:
+                    self.run_validation()
+                if self.step % cfg.save_every == 0:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        if self.step % cfg.save_every:
+            self.save_checkpoint()
+        if self.dist.is_main:
+            self.export_bundle("bundle-latest")
+        if self.logger:
+            self.logger.close()
+
+    def run_validation(self) -> dict[str, float] | None:
+        batch = self.val_batch()
+        if batch is None or not self.dist.is_main:
+            return None
+        model = self.inference_model().to(self.device).eval()
+        scores = validate(model, batch.to(self.device), with_pesq_stoi=self.cfg.val_pesq_stoi,
+                          logger=self.logger, step=self.step)
+        score = scores.get(f"mel.nq{model.num_codebooks}", math.inf)
+        if score < self.best_val:
+            self.best_val = score
+            self.export_bundle("bundle-best")
+        self.export_bundle("bundle-latest")
+        return scores
