@@ -158,6 +158,9 @@ class Trainer:
             {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if cfg.ema_decay > 0 else None
         )
+        # fp16 needs loss scaling; bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler(self.device.split(":")[0],
+                                           enabled=cfg.precision == "fp16")
         self.step = 0
         self.best_val = math.inf
         self.progress = progress and self.dist.is_main
@@ -235,10 +238,12 @@ class Trainer:
                 losses |= self.adversary.generator_losses(audio, fake)
         total = sum(w[k] * v for k, v in losses.items() if w.get(k, 0.0) > 0)
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
         sync_gradients(list(self.model.parameters()), self.dist.world_size)
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         self._update_ema()
         self.step += 1
@@ -272,6 +277,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "adversary": self.adversary.state_dict(),
             "adversary_optimizer": self.adversary.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "ema": self.ema,
             "rng": rng_state(),
             "train_config": self.cfg.to_dict(),
@@ -283,6 +289,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.adversary.load_state_dict(state["adversary"])
         self.adversary.optimizer.load_state_dict(state["adversary_optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if state.get("ema") is not None and self.ema is not None:
             self.ema = state["ema"]
         self.step = int(state["step"])
