@@ -1,11 +1,23 @@
-"""Audio file I/O (soundfile) and resampling (soxr). No torch here: the runtime uses it too."""
+"""Audio file I/O (soundfile) and resampling (soxr). No torch here: the runtime uses it too.
+
+Whole files: :func:`load_audio` / :func:`save_audio`. Long files with bounded memory:
+:func:`probe_audio` (format, rate, length without reading samples), :func:`stream_audio`
+(float32 mono blocks at a target rate, resampled with ``soxr.ResampleStream``) and
+:class:`AudioWriter` (blockwise writer, optional resampling, clipping to ``[-1, 1]``).
+"""
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
+
+Notify = Callable[[str], None]
 
 
 class AudioError(ValueError):
@@ -73,3 +85,178 @@ def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     subtype = "PCM_16" if p.suffix.lower() in (".wav", ".flac") else None
     sf.write(str(p), np.clip(np.asarray(audio, dtype=np.float32), -1, 1), sample_rate,
              subtype=subtype)
+
+
+# Streaming I/O ------------------------------------------------------------------------------
+def _warn(msg: str) -> None:
+    warnings.warn(msg, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`probe_audio` learns from a file's header (no samples are read)."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _check_readable(p: Path) -> None:
+    if not p.exists():
+        raise AudioError(f"no such file: {p}")
+    if p.is_dir():
+        raise AudioError(f"{p} is a directory, not an audio file")
+
+
+def probe_audio(path: str | Path) -> AudioInfo:
+    """Format, rate, channels and length of an audio file; :class:`AudioError` if unreadable."""
+    import soundfile as sf
+
+    p = Path(path)
+    _check_readable(p)
+    try:
+        info = sf.info(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(f"cannot read {p} as audio: {e}") from None
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioError(f"{p} has an invalid header ({info.samplerate} Hz, {info.channels} "
+                         "channels)")
+    return AudioInfo(p, int(info.samplerate), int(info.channels), max(int(info.frames), 0),
+                     str(info.format), str(info.subtype))
+
+
+class Resampler:
+    """Blockwise soxr resampling of a mono float32 stream (identical to one-shot
+    :func:`resample`): ``process(block)`` then ``flush()`` for the tail."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        if from_rate <= 0 or to_rate <= 0:
+            raise AudioError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+        self.identity = from_rate == to_rate
+        if not self.identity:
+            import soxr
+
+            self._rs = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32",
+                                           quality="HQ")
+
+    def process(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        x = np.ascontiguousarray(block, dtype=np.float32)
+        if self.identity:
+            return x
+        return np.asarray(self._rs.resample_chunk(x, last=last), dtype=np.float32)
+
+    def flush(self) -> np.ndarray:
+        return self.process(np.zeros(0, np.float32), last=True)
+
+
+def stream_audio(path: str | Path, target_rate: int | None = None, block_seconds: float = 5.0,
+                 notify: Notify | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """Read a file in blocks: yields ``(mono float32 [n] at target_rate, source frames read)``.
+
+    Memory is bounded by the block size whatever the file length. Multichannel audio is
+    averaged to mono (``notify`` is told once), samples beyond ``[-1, 1]`` are clipped
+    (``notify`` is told how many at the end), NaN/Inf raise :class:`AudioError`. ``notify``
+    defaults to ``warnings.warn``.
+    """
+    import soundfile as sf
+
+    notify = notify or _warn
+    info = probe_audio(path)
+    rate = info.sample_rate
+    resampler = Resampler(rate, target_rate or rate)
+    block = max(1, int(block_seconds * rate))
+    if info.channels > 1:
+        notify(f"{info.path.name} has {info.channels} channels; downmixing to mono (average)")
+    clipped = 0
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            while True:
+                data = f.read(block, dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    break
+                mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+                if not np.isfinite(mono).all():
+                    raise AudioError(f"{info.path} contains NaN or Inf samples")
+                over = np.abs(mono) > 1.0
+                if over.any():
+                    clipped += int(over.sum())
+                    mono = np.clip(mono, -1.0, 1.0)
+                out = resampler.process(mono)
+                yield out, int(data.shape[0])
+    except sf.LibsndfileError as e:
+        raise AudioError(f"cannot read {info.path} as audio: {e}") from None
+    tail = resampler.flush()
+    if tail.size:
+        yield tail, 0
+    if clipped:
+        notify(f"{info.path.name}: clipped {clipped} samples outside [-1, 1]")
+
+
+def check_output_path(path: str | Path) -> str:
+    """Raise :class:`AudioError` unless ``path`` can be written as audio; returns the format."""
+    import soundfile as sf
+
+    p = Path(path)
+    fmt = p.suffix[1:].upper()
+    if not fmt or fmt not in sf.available_formats():
+        raise AudioError(f"cannot write {p}: unknown audio file extension {p.suffix!r} "
+                         "(use .wav, .flac, .ogg or .mp3)")
+    if p.is_dir():
+        raise AudioError(f"cannot write {p}: it is a directory")
+    if not p.parent.exists():
+        raise AudioError(f"cannot write {p}: folder {p.parent} does not exist")
+    return fmt
+
+
+class AudioWriter:
+    """Write mono float32 blocks to a file (format from the extension; 16-bit PCM for wav and
+    flac), optionally resampling from ``sample_rate`` to ``out_rate``. Samples are clipped to
+    ``[-1, 1]``. Use as a context manager; :attr:`frames` counts samples written."""
+
+    def __init__(self, path: str | Path, sample_rate: int, out_rate: int | None = None) -> None:
+        import soundfile as sf
+
+        fmt = check_output_path(path)
+        self.out_rate = out_rate or sample_rate
+        self._resampler = Resampler(sample_rate, self.out_rate)
+        subtype = "PCM_16" if fmt in ("WAV", "FLAC") else None
+        try:
+            self._file = sf.SoundFile(str(path), "w", samplerate=self.out_rate, channels=1,
+                                      format=fmt, subtype=subtype)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            raise AudioError(f"cannot write {path}: {e}") from None
+        self.frames = 0
+
+    def write(self, block: np.ndarray) -> None:
+        y = self._resampler.process(block)
+        self._write(y)
+
+    def _write(self, y: np.ndarray) -> None:
+        if y.size:
+            self._file.write(np.clip(y, -1.0, 1.0))
+            self.frames += int(y.size)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._write(self._resampler.flush())
+            self._file.close()
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def resampled_length(num_samples: int, from_rate: int, to_rate: int) -> int:
+    """Length of ``num_samples`` resampled by soxr (``round(n * to / from)``)."""
+    return num_samples if from_rate == to_rate else math.ceil(num_samples * to_rate / from_rate
+                                                              - 0.5)

@@ -47,14 +47,20 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="output .dwc file")
     _add_rate_args(p)
     _add_model_args(p)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: fastest for this small model)")
     _handler(p, "dwancodec.commands.coding:run_encode")
 
 
 def _add_decode(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("decode", help="decode a .dwc bitstream to audio")
     p.add_argument("input", help="input .dwc file")
-    p.add_argument("output", help="output audio file (wav, flac, ogg)")
+    p.add_argument("output", help="output audio file (wav, flac, ogg, mp3)")
+    p.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
+                   help="resample the output to this rate (default: the model's rate)")
     _add_model_args(p)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: fastest for this small model)")
     _handler(p, "dwancodec.commands.coding:run_decode")
 
 
@@ -68,6 +74,8 @@ def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
                    help="size of the chunks pushed into the streaming encoder")
     p.add_argument("--compare", action="store_true",
                    help="print objective scores (PESQ-WB, STOI, SI-SDR, mel distance)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: fastest for this small model)")
     _handler(p, "dwancodec.commands.coding:run_roundtrip")
 
 
@@ -87,6 +95,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo-out", help="output folder")
     p.add_argument("--input", default=None, help="use this audio file instead of the bundled clip")
     _add_model_args(p)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: fastest for this small model)")
     _handler(p, "dwancodec.commands.coding:run_demo")
 
 
@@ -138,22 +148,37 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_live(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("live", help="live microphone round trip through the codec")
+    p = sub.add_parser("live", help="live microphone round trip through the codec",
+                       description="Microphone -> streaming encoder -> packets -> streaming "
+                                   "decoder -> speaker, with a live status line.")
     _add_rate_args(p)
     p.add_argument("--model", default=None, help="model bundle (default: shipped model)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     p.add_argument("--onnx-dir", default=None, help="exported ONNX folder (backend onnx)")
-    p.add_argument("--input-device", default=None)
-    p.add_argument("--output-device", default=None)
-    p.add_argument("--list-devices", action="store_true")
-    p.add_argument("--block-ms", type=float, default=20.0)
-    p.add_argument("--save-input", default=None)
-    p.add_argument("--save-output", default=None)
+    p.add_argument("--input-device", default=None,
+                   help="input device index or name substring (see --list-devices)")
+    p.add_argument("--output-device", default=None,
+                   help="output device index or name substring (see --list-devices)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--block-ms", type=float, default=20.0, help="audio callback block size")
+    p.add_argument("--save-input", default=None, metavar="FILE",
+                   help="write what the encoder received (model rate; .wav is 32-bit float)")
+    p.add_argument("--save-output", default=None, metavar="FILE",
+                   help="write what the decoder produced (model rate; .wav is 32-bit float)")
     p.add_argument("--duration", type=float, default=None, help="seconds; default: until Ctrl-C")
     p.add_argument("--input-file", default=None,
                    help="play this file in real time instead of the microphone")
     p.add_argument("--loss", type=float, default=0.0, help="simulated packet loss rate (0-1)")
-    p.add_argument("--jitter-ms", type=float, default=0.0, help="simulated network jitter")
+    p.add_argument("--jitter-ms", type=float, default=0.0,
+                   help="simulated network jitter: mean of an exponential packet delay (ms)")
+    p.add_argument("--jitter-buffer-ms", type=float, default=None,
+                   help="how long the receiver holds each frame (default: 3 x --jitter-ms)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated network")
+    p.add_argument("--resample-quality", choices=("QQ", "LQ", "MQ", "HQ", "VHQ"), default="LQ",
+                   help="soxr quality for device <-> model rate conversion (higher qualities "
+                        "buffer more: LQ adds up to ~20 ms, HQ up to ~60 ms)")
+    p.add_argument("--stats-json", default=None, metavar="FILE",
+                   help="write every figure of the run as JSON")
     _handler(p, "dwancodec.live.command:run")
 
 

@@ -1,0 +1,594 @@
+"""``dwancodec encode | decode | roundtrip | info | demo``: the user-facing codec.
+
+Files of any length are processed with bounded memory: audio is read in blocks
+(:func:`~dwancodec.audio.stream_audio`), resampled blockwise, pushed through the streaming
+encoder, and the packed frames are written as they come (:class:`~dwancodec.bitstream.DwcWriter`);
+decoding reads the (small) ``.dwc`` file, unpacks frames in blocks and writes audio blockwise.
+
+The same functions are usable from Python: :func:`encode_file`, :func:`decode_file`,
+:func:`stream_roundtrip`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..audio import AudioError, AudioWriter, Notify, check_output_path, probe_audio, stream_audio
+from ..bitstream import (
+    PACKET_OVERHEAD,
+    DwcWriter,
+    Header,
+    PacketReceiver,
+    PacketSender,
+    read_dwc,
+)
+
+if TYPE_CHECKING:
+    from ..model import Codec
+
+BLOCK_SECONDS = 5.0          # audio read / decoded per block (bounds memory)
+PROGRESS_MIN_SECONDS = 30.0  # files shorter than this get no progress bar
+COMPARE_MAX_SECONDS = 600.0  # --compare keeps at most this much audio in memory
+DEMO_CLIP = "speech_fr.flac"
+
+
+# Helpers ------------------------------------------------------------------------------------
+def _notifier(args: argparse.Namespace) -> Notify:
+    def note(msg: str) -> None:
+        if not getattr(args, "quiet", False):
+            print(f"dwancodec {args.command}: note: {msg}", file=sys.stderr)
+    return note
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def load_model(model: str | None, device: str = "cpu") -> Codec:
+    """The bundle at ``model``, or the shipped default model (clear error if not installed)."""
+    from ..api import default_model_dir, load_codec
+
+    if model is None and not (default_model_dir() / "model.safetensors").exists():
+        raise FileNotFoundError(
+            f"the default model is not installed (expected a bundle at {default_model_dir()}); "
+            "pass a model bundle folder with --model DIR"
+        )
+    if model is not None and not Path(model).exists():
+        raise FileNotFoundError(f"no model bundle at {model}")
+    return load_codec(model, device=device)
+
+
+def choose_n_q(codec: Codec, n_q: int | None = None, bitrate_kbps: float | None = None) -> int:
+    """Stages to use: ``n_q``, or the most that fit ``bitrate_kbps``, or all of them."""
+    from ..validation import check_n_q
+
+    if n_q is not None:
+        return check_n_q(n_q, codec.num_codebooks)
+    if bitrate_kbps is not None:
+        if not math.isfinite(bitrate_kbps) or bitrate_kbps <= 0:
+            raise ValueError(f"--bitrate must be a positive number of kbps, got {bitrate_kbps}")
+        return codec.n_q_for_bitrate(bitrate_kbps)
+    return codec.num_codebooks
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same extension); move it into place on success,
+    delete it on failure, so an interrupted run never leaves a half-written output."""
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"cannot write {p}: it is a directory")
+    if not p.parent.exists():
+        raise FileNotFoundError(f"cannot write {p}: folder {p.parent} does not exist")
+    tmp = p.with_name(f".{p.stem}.{os.getpid()}.partial{p.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    pa, pb = Path(a), Path(b)
+    return pa.exists() and pb.exists() and pa.samefile(pb)
+
+
+class _Progress:
+    """A tqdm bar on stderr in seconds of audio (no-op when disabled)."""
+
+    def __init__(self, total_s: float, desc: str, enabled: bool) -> None:
+        self.bar = None
+        if enabled and total_s >= PROGRESS_MIN_SECONDS:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(total_s, 1), desc=desc, unit="s", file=sys.stderr,
+                            mininterval=0.5, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio "
+                                       "[{elapsed}<{remaining}]")
+
+    def update(self, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.update(seconds)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.n = self.bar.total
+            self.bar.close()
+
+
+# Python API -----------------------------------------------------------------------------------
+def encode_file(codec: Codec, input_path: str | Path, output_path: str | Path,
+                n_q: int | None = None, notify: Notify | None = None,
+                progress: bool = False) -> Header:
+    """Encode an audio file to ``.dwc`` through the streaming encoder, blockwise.
+
+    Returns the final header. The codes equal ``codec.encode(load_audio(input, sr), n_q)``.
+    """
+    import torch
+
+    from ..streaming.session import StreamingEncoder
+
+    info = probe_audio(input_path)
+    n_q = choose_n_q(codec, n_q)
+    if _same_file(input_path, output_path):
+        raise ValueError(f"output {output_path} would overwrite the input")
+    enc = StreamingEncoder(codec, 1, n_q)
+    bar = _Progress(info.duration, "encode", progress)
+    length = 0
+    try:
+        with atomic_output(output_path) as tmp, open(tmp, "wb") as f:
+            writer = DwcWriter(f, Header.for_codec(codec, n_q, source_rate=info.sample_rate))
+            for block, consumed in stream_audio(input_path, codec.sample_rate, BLOCK_SECONDS,
+                                                notify):
+                length += block.size
+                writer.write(enc.push(torch.from_numpy(block)[None])[0].cpu().numpy())
+                bar.update(consumed / info.sample_rate)
+            if length == 0:
+                raise AudioError(f"{input_path} contains no audio samples")
+            writer.write(enc.flush()[0].cpu().numpy())
+            header = writer.finish(length)
+    finally:
+        bar.close()
+    return header
+
+
+def decode_file(codec: Codec, input_path: str | Path, output_path: str | Path,
+                sample_rate: int | None = None, progress: bool = False) -> Header:
+    """Decode a ``.dwc`` file to audio (the original length), blockwise; returns its header."""
+    import torch
+
+    from ..streaming.session import StreamingDecoder
+
+    dwc = read_dwc(input_path)
+    h = dwc.header
+    h.check_model(codec)
+    check_output_path(output_path)
+    if sample_rate is not None and not 1 <= sample_rate <= 768000:
+        raise ValueError(f"--sample-rate must be in [1, 768000] Hz, got {sample_rate}")
+    dec = StreamingDecoder(codec, 1)
+    block_frames = max(1, int(BLOCK_SECONDS * h.frame_rate))
+    remaining = h.length
+    bar = _Progress(h.duration, "decode", progress)
+    try:
+        with atomic_output(output_path) as tmp, AudioWriter(tmp, h.sample_rate,
+                                                             sample_rate) as w:
+            for codes in dwc.iter_codes(block_frames):
+                pcm = dec.push(torch.from_numpy(codes)[None])[0].cpu().numpy()[:remaining]
+                remaining -= pcm.size
+                w.write(pcm)
+                bar.update(pcm.size / h.sample_rate)
+    finally:
+        bar.close()
+    return h
+
+
+def _rechunk(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of arrays into pieces of exactly ``size`` (the last may be shorter)."""
+    buf = np.zeros(0, np.float32)
+    for b in blocks:
+        buf = np.concatenate([buf, b]) if buf.size else b
+        n = buf.size // size * size
+        for s in range(0, n, size):
+            yield buf[s: s + size]
+        buf = buf[n:]
+    if buf.size:
+        yield buf
+
+
+@dataclass
+class RoundtripResult:
+    """Figures from :func:`stream_roundtrip`. ``rtf`` = compute seconds / audio seconds."""
+
+    n_q: int
+    num_samples: int
+    num_frames: int
+    sample_rate: int
+    bitrate_bps: float
+    packed_bitrate_bps: float
+    packet_bitrate_bps: float
+    latency_ms: float
+    compute_s: float
+    wall_s: float
+    packets: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        return self.compute_s / max(self.duration, 1e-9)
+
+
+def stream_roundtrip(codec: Codec, blocks: Iterable[np.ndarray], n_q: int | None = None,
+                     chunk_samples: int | None = None,
+                     on_audio: Callable[[np.ndarray], None] | None = None,
+                     on_codes: Callable[[np.ndarray], None] | None = None,
+                     on_input: Callable[[np.ndarray], None] | None = None) -> RoundtripResult:
+    """Live-path simulation: audio chunks -> StreamingEncoder -> packets (one per frame) ->
+    PacketReceiver -> StreamingDecoder -> audio, as a sender and receiver would run it.
+
+    ``blocks``: mono float32 arrays at ``codec.sample_rate``; ``chunk_samples``: size of the
+    pieces pushed into the encoder (default one hop). ``on_audio`` receives the decoded audio
+    (trimmed to the input length), ``on_codes`` the codes ``[n_q, f]`` as they come out of the
+    receiver, ``on_input`` the input chunks.
+    """
+    import torch
+
+    from ..streaming.session import StreamingDecoder, StreamingEncoder
+
+    n_q = choose_n_q(codec, n_q)
+    chunk = chunk_samples or codec.hop_length
+    if chunk < 1:
+        raise ValueError(f"chunk size must be at least 1 sample, got {chunk}")
+    enc, dec = StreamingEncoder(codec, 1, n_q), StreamingDecoder(codec, 1)
+    sender = PacketSender(codec.codebook_size, frames_per_packet=1)
+    receiver = PacketReceiver(codec.codebook_size, codec.num_codebooks)
+    length = frames = emitted = packet_bytes = sent = 0
+    compute = 0.0
+    t_wall = time.perf_counter()
+
+    def through(codes: torch.Tensor) -> None:
+        nonlocal frames, emitted, packet_bytes, compute, sent
+        t0 = time.perf_counter()
+        packets = sender.push(codes[0].cpu().numpy())
+        compute += time.perf_counter() - t0
+        for pkt in packets:
+            t0 = time.perf_counter()
+            got = receiver.receive(pkt)
+            if got.codes is None or got.status != "ok":  # cannot happen on a lossless link
+                raise RuntimeError(f"packet {got.seq}: {got.status} {got.error or ''}")
+            pcm = dec.push(torch.from_numpy(got.codes)[None])[0].cpu().numpy()
+            compute += time.perf_counter() - t0
+            sent += 1
+            packet_bytes += len(pkt)
+            frames += got.codes.shape[1]
+            if on_codes is not None:
+                on_codes(got.codes)
+            pcm = pcm[: max(0, length - emitted)]
+            emitted += pcm.size
+            if on_audio is not None and pcm.size:
+                on_audio(pcm)
+
+    for piece in _rechunk(blocks, chunk):
+        length += piece.size
+        if on_input is not None:
+            on_input(piece)
+        t0 = time.perf_counter()
+        codes = enc.push(torch.from_numpy(np.ascontiguousarray(piece))[None])
+        compute += time.perf_counter() - t0
+        through(codes)
+    if length == 0:
+        raise AudioError("the input contains no audio samples")
+    t0 = time.perf_counter()
+    codes = enc.flush()
+    compute += time.perf_counter() - t0
+    through(codes)
+    duration = length / codec.sample_rate
+    h = Header.for_codec(codec, n_q)
+    s = receiver.stats
+    return RoundtripResult(
+        n_q=n_q, num_samples=length, num_frames=frames, sample_rate=codec.sample_rate,
+        bitrate_bps=h.bitrate, packed_bitrate_bps=h.packed_bitrate,
+        packet_bitrate_bps=packet_bytes * 8 / duration, latency_ms=codec.latency_ms,
+        compute_s=compute, wall_s=time.perf_counter() - t_wall,
+        packets={"sent": sent, "received": s.received,
+                 "lost": s.lost, "reordered": s.reordered, "corrupt": s.corrupt},
+    )
+
+
+def _scores(ref: np.ndarray, est: np.ndarray, sr: int, note: Notify) -> dict[str, float]:
+    from .. import metrics
+
+    out = {"si_sdr": metrics.si_sdr(ref, est), "mel_distance": metrics.mel_distance(ref, est, sr)}
+    for name, fn in (("pesq_wb", metrics.pesq_wb), ("stoi", metrics.stoi)):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out[name] = fn(ref, est, sr)
+            for w in caught:
+                note(str(w.message))
+        except ImportError as e:
+            note(f"{name} skipped: {e.name} is not installed (pip install 'dwancodec[train]')")
+            out[name] = float("nan")
+    return out
+
+
+# Handlers -------------------------------------------------------------------------------------
+def run_encode(args: argparse.Namespace) -> int:
+    _set_threads(args)
+    codec = load_model(args.model, args.device)
+    n_q = choose_n_q(codec, args.n_q, args.bitrate)
+    t0 = time.perf_counter()
+    h = encode_file(codec, args.input, args.output, n_q, _notifier(args), not args.quiet)
+    dt = time.perf_counter() - t0
+    if not args.quiet:
+        size = Path(args.output).stat().st_size
+        print(f"{args.output}: {h.num_frames} frames, {h.duration:.2f} s, n_q {h.n_q}/"
+              f"{h.num_codebooks}, {h.bitrate / 1000:.2f} kbps, {size} bytes "
+              f"({size * 8 / max(h.duration, 1e-9) / 1000:.2f} kbps with header); "
+              f"{dt:.2f} s ({dt / max(h.duration, 1e-9):.3f} x real time)")
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    _set_threads(args)
+    codec = load_model(args.model, args.device)
+    t0 = time.perf_counter()
+    h = decode_file(codec, args.input, args.output, getattr(args, "sample_rate", None),
+                    not args.quiet)
+    dt = time.perf_counter() - t0
+    if not args.quiet:
+        rate = getattr(args, "sample_rate", None) or h.sample_rate
+        print(f"{args.output}: {h.duration:.2f} s at {rate} Hz from {h.num_frames} frames "
+              f"(n_q {h.n_q}, {h.bitrate / 1000:.2f} kbps); {dt:.2f} s "
+              f"({dt / max(h.duration, 1e-9):.3f} x real time)")
+    return 0
+
+
+def run_roundtrip(args: argparse.Namespace) -> int:
+    _set_threads(args)
+    codec = load_model(args.model, args.device)
+    n_q = choose_n_q(codec, args.n_q, args.bitrate)
+    if not math.isfinite(args.chunk_ms) or args.chunk_ms <= 0:
+        raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
+    chunk = max(1, round(args.chunk_ms * codec.sample_rate / 1000))
+    info = probe_audio(args.input)
+    if _same_file(args.input, args.output):
+        raise ValueError(f"output {args.output} would overwrite the input")
+    check_output_path(args.output)
+    note = _notifier(args)
+    keep = int(COMPARE_MAX_SECONDS * codec.sample_rate) if args.compare else 0
+    ref: list[np.ndarray] = []
+    est: list[np.ndarray] = []
+    held = [0, 0]
+
+    def keep_ref(x: np.ndarray) -> None:
+        if held[0] < keep:
+            ref.append(x[: keep - held[0]].copy())
+            held[0] += ref[-1].size
+
+    bar = _Progress(info.duration, "roundtrip", not args.quiet)
+    with atomic_output(args.output) as tmp, AudioWriter(tmp, codec.sample_rate) as w:
+        def on_audio(y: np.ndarray) -> None:
+            w.write(y)
+            bar.update(y.size / codec.sample_rate)
+            if held[1] < keep:
+                est.append(y[: keep - held[1]].copy())
+                held[1] += est[-1].size
+
+        blocks = (b for b, _ in stream_audio(args.input, codec.sample_rate, BLOCK_SECONDS,
+                                             note))
+        try:
+            r = stream_roundtrip(codec, blocks, n_q, chunk, on_audio=on_audio,
+                                 on_input=keep_ref if keep else None)
+        finally:
+            bar.close()
+    lines = {
+        "input": f"{args.input} ({r.duration:.2f} s, {info.sample_rate} Hz, "
+                 f"{info.channels} ch)",
+        "model": f"{codec.identity()} ({codec.sample_rate} Hz, hop {codec.hop_length})",
+        "bitrate": f"{r.bitrate_bps / 1000:.3f} kbps (n_q {n_q} of {codec.num_codebooks}); "
+                   f"packed {r.packed_bitrate_bps / 1000:.3f} kbps; "
+                   f"{r.packet_bitrate_bps / 1000:.3f} kbps as 1-frame packets "
+                   f"(+{PACKET_OVERHEAD} bytes each)",
+        "latency": f"{r.latency_ms:.1f} ms algorithmic (one {codec.hop_length}-sample frame); "
+                   f"chunks of {chunk} samples ({1000 * chunk / codec.sample_rate:.1f} ms)",
+        "speed": f"real-time factor {r.rtf:.4f} ({_speed(r.rtf)}; {r.compute_s:.2f} s compute, "
+                 f"{r.wall_s:.2f} s wall, {_threads()} torch thread(s))",
+        "output": str(args.output),
+    }
+    if args.compare:
+        if held[0] < r.num_samples:
+            note(f"--compare scores the first {COMPARE_MAX_SECONDS:.0f} s only")
+        scores = _scores(np.concatenate(ref), np.concatenate(est), codec.sample_rate, note)
+        lines["scores"] = (f"PESQ-WB {scores['pesq_wb']:.3f}, STOI {scores['stoi']:.3f}, "
+                           f"SI-SDR {scores['si_sdr']:.2f} dB, mel distance "
+                           f"{scores['mel_distance']:.3f}")
+    if not args.quiet or args.compare:
+        for k, v in lines.items():
+            print(f"{k + ':':9s} {v}")
+    return 0
+
+
+def _speed(rtf: float) -> str:
+    if rtf <= 0:
+        return "instant"
+    return f"{1 / rtf:.1f}x faster than real time" if rtf < 1 else \
+        f"{rtf:.1f}x slower than real time"
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _config_summary(name: str) -> dict[str, Any]:
+    from ..config import get_config
+    from ..model import Codec
+
+    codec = Codec(get_config(name))
+    d = codec.describe()
+    d["config"] = name
+    return d
+
+
+def _print_model(d: dict[str, Any]) -> None:
+    params = d["params"]
+    total = sum(params.values())
+    rates = ", ".join(f"{r:g}" for r in d["bitrates_kbps"])
+    for k, v in [
+        ("name", d["name"]), ("identity", d.get("identity", "(random weights)")),
+        ("sample rate", f"{d['sample_rate']} Hz"),
+        ("hop", f"{d['hop_length']} samples ({d['frame_rate']:g} frames/s)"),
+        ("latency", f"{d['latency_ms']:.1f} ms algorithmic"),
+        ("quantizer", f"{d['num_codebooks']} stages x {d['codebook_size']} codes"),
+        ("bitrates", f"{rates} kbps (n_q = 1..{d['num_codebooks']})"),
+        ("params", f"{total / 1e6:.3f} M (encoder {params['encoder'] / 1e6:.3f} M, quantizer "
+                   f"{params['quantizer'] / 1e6:.3f} M, decoder {params['decoder'] / 1e6:.3f} M)"),
+    ]:
+        print(f"{k + ':':13s} {v}")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    if args.file is None and args.model is None and args.config is None:
+        from ..config import named_configs
+
+        rows = [_config_summary(n) for n in named_configs()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'config':11s} {'rate':>6s} {'hop':>4s} {'latency':>8s} {'params':>8s} "
+              f"{'stages':>6s} {'kbps per stage':>14s} {'max kbps':>8s}")
+        for d in rows:
+            print(f"{d['config']:11s} {d['sample_rate']:6d} {d['hop_length']:4d} "
+                  f"{d['latency_ms']:6.1f}ms {sum(d['params'].values()) / 1e6:7.3f}M "
+                  f"{d['num_codebooks']:6d} {d['bitrates_kbps'][0]:14.3f} "
+                  f"{d['bitrates_kbps'][-1]:8.3f}")
+        return 0
+    out: dict[str, Any] = {}
+    if args.file is not None:
+        dwc = read_dwc(args.file)
+        d = dwc.header.describe()
+        size = Path(args.file).stat().st_size
+        d["file_bitrate_bps"] = size * 8 / d["duration_s"] if d["duration_s"] else float("nan")
+        d["checksum"] = "ok"
+        out["file"] = d
+    codec = None
+    if args.model is not None:
+        codec = load_model(args.model)
+        d = codec.describe()
+        d["identity"] = codec.identity()
+        out["model"] = d
+    if args.config is not None:
+        out["config"] = _config_summary(args.config)
+    if codec is not None and args.file is not None:
+        dwc.header.check_model(codec)
+        out["file"]["model_matches"] = True
+    if args.json:
+        print(json.dumps(out if len(out) > 1 else next(iter(out.values())), indent=2))
+        return 0
+    if "file" in out:
+        d = out["file"]
+        print(f"{args.file}: dwancodec bitstream, format version {d['format_version']}")
+        for k, v in [
+            ("model", d["model"] + ("  (matches --model)" if d.get("model_matches") else "")),
+            ("sample rate", f"{d['sample_rate']} Hz (source {d['source_rate']} Hz)"),
+            ("frames", f"{d['num_frames']} x {d['hop_length']} samples "
+                       f"({d['frame_rate']:g} frames/s)"),
+            ("duration", f"{d['duration_s']:.3f} s ({d['length_samples']} samples)"),
+            ("quantizer", f"{d['quantizer']} {tuple(d['levels']) or ''} "
+                          f"K={d['codebook_size']}, n_q {d['n_q']} of {d['num_codebooks']}"),
+            ("bitrate", f"{d['bitrate_bps'] / 1000:.3f} kbps (codes); packed "
+                        f"{d['frame_bits']} bits/frame = {d['packed_bitrate_bps'] / 1000:.3f} "
+                        f"kbps; file {d['file_bitrate_bps'] / 1000:.3f} kbps"),
+            ("size", f"{d['file_bytes']} bytes (header {d['header_bytes']}, payload "
+                     f"{d['payload_bytes']}, checksum 4)"),
+            ("checksum", d["checksum"]),
+        ]:
+            print(f"  {k + ':':12s} {v}")
+    if "model" in out:
+        print(f"model bundle {args.model}:")
+        _print_model(out["model"])
+    if "config" in out:
+        print(f"config {args.config}:")
+        _print_model(out["config"])
+    return 0
+
+
+def demo_clip() -> Path:
+    """The bundled speech clip (see ``dwancodec/assets/demo/ATTRIBUTION.md``)."""
+    return Path(str(resources.files("dwancodec"))) / "assets" / "demo" / DEMO_CLIP
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    _set_threads(args)
+    note = _notifier(args)
+    source = Path(args.input) if args.input else demo_clip()
+    codec = load_model(args.model, args.device)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} exists and is not a folder")
+    audio = np.concatenate([b for b, _ in stream_audio(source, codec.sample_rate, BLOCK_SECONDS,
+                                                      note)] or [np.zeros(0, np.float32)])
+    if audio.size == 0:
+        raise AudioError(f"{source} contains no audio samples")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = source.stem
+    with AudioWriter(out_dir / f"{stem}_original.wav", codec.sample_rate) as w:
+        w.write(audio)
+    sr = codec.sample_rate
+    print(f"dwancodec demo: {source.name} ({audio.size / sr:.2f} s) through {codec.identity()}, "
+          f"streamed in {1000 * codec.hop_length / sr:.0f} ms chunks")
+    print(f"{'n_q':>3s} {'kbps':>6s} {'.dwc bytes':>10s} {'latency':>8s} {'RTF':>7s} "
+          f"{'PESQ-WB':>7s} {'STOI':>5s} {'SI-SDR':>7s}  file")
+    for n_q in range(1, codec.num_codebooks + 1):
+        name = f"{stem}_{codec.bitrate(n_q) / 1000:.2f}kbps_nq{n_q}"
+        decoded: list[np.ndarray] = []
+        codes: list[np.ndarray] = []
+        r = stream_roundtrip(codec, [audio], n_q, codec.hop_length, on_audio=decoded.append,
+                             on_codes=codes.append)
+        y = np.concatenate(decoded)
+        with AudioWriter(out_dir / f"{name}.wav", sr) as w:
+            w.write(y)
+        with (out_dir / f"{name}.dwc").open("wb") as f:
+            dw = DwcWriter(f, Header.for_codec(codec, n_q, source_rate=sr))
+            for c in codes:
+                dw.write(c)
+            dw.finish(audio.size)
+        size = (out_dir / f"{name}.dwc").stat().st_size
+        s = _scores(audio, y, sr, note if n_q == 1 else (lambda m: None))
+        print(f"{n_q:3d} {r.bitrate_bps / 1000:6.2f} {size:10d} {r.latency_ms:6.1f}ms "
+              f"{r.rtf:7.4f} {s['pesq_wb']:7.3f} {s['stoi']:5.3f} {s['si_sdr']:7.2f}  "
+              f"{out_dir / name}.wav")
+    print(f"decoded files and .dwc bitstreams are in {out_dir}/ (RTF: compute time / audio "
+          f"time with {_threads()} torch thread(s), < 1 is faster than real time; latency: "
+          "algorithmic)")
+    return 0
+
+
+__all__ = ["choose_n_q", "decode_file", "encode_file", "load_model", "stream_roundtrip"]
