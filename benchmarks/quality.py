@@ -66,17 +66,23 @@ class BenchmarkError(Exception):
 
 
 # Clips ----------------------------------------------------------------------------------------
-def find_clips(folder: str | Path, max_clips: int | None = None) -> list[Path]:
-    """``.flac``/``.wav`` files under ``folder`` (recursive, sorted), at most ``max_clips``."""
+def find_clips(folder: str | Path, max_clips: int | None = None,
+               exclude: Sequence[str] = ()) -> list[Path]:
+    """``.flac``/``.wav`` files under ``folder`` (recursive, sorted), at most ``max_clips``.
+
+    Files whose path relative to ``folder`` contains any of the ``exclude`` strings are skipped.
+    """
     root = Path(folder)
     if not root.exists():
         raise BenchmarkError(f"clip folder {root} does not exist")
     if not root.is_dir():
         raise BenchmarkError(f"{root} is not a folder (pass a folder of .flac/.wav clips)")
     clips = sorted(p for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+                   if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                   and not any(x in p.relative_to(root).as_posix() for x in exclude))
     if not clips:
-        raise BenchmarkError(f"no .flac or .wav clips found under {root}")
+        skipped = f" (after --exclude {' '.join(exclude)})" if exclude else ""
+        raise BenchmarkError(f"no .flac or .wav clips found under {root}{skipped}")
     if max_clips is not None:
         if max_clips < 1:
             raise BenchmarkError(f"--max-clips must be at least 1, got {max_clips}")
@@ -548,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="benchmarks/results/quality",
                    help="output folder for quality.md/.png/.json (default: %(default)s)")
     p.add_argument("--max-clips", type=int, default=None, help="use only the first N clips")
+    p.add_argument("--exclude", action="append", default=[], metavar="TEXT",
+                   help="skip clips whose relative path contains TEXT (repeatable; e.g. "
+                        "--exclude music)")
     p.add_argument("--seconds", type=float, default=None,
                    help="use only the first S seconds of each clip")
     p.add_argument("--codecs", default=",".join(CODECS),
@@ -595,7 +604,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.seconds is not None and args.seconds <= 0:
         raise BenchmarkError(f"--seconds must be positive, got {args.seconds}")
     root = Path(args.clips)
-    clips = find_clips(root, args.max_clips)
+    clips = find_clips(root, args.max_clips, args.exclude)
     # Check every peer before any work, so a missing binary fails fast.
     variants: list[Variant] = []
     model_desc = None
@@ -632,6 +641,7 @@ def run(args: argparse.Namespace) -> dict:
         "# Quality vs bitrate", "",
         f"Clips: {len(clips)} from `{root}`"
         + (f" (first {args.seconds:g} s of each)" if args.seconds else "")
+        + (f", excluding paths containing {args.exclude}" if args.exclude else "")
         + f", {sum(r.seconds for r in results if r.label == rows[0].label):.1f} s in all; "
         "every score at 16 kHz, mean over clips (nan scores left out).",
     ]

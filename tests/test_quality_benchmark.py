@@ -67,6 +67,7 @@ def test_find_clips_recursive_sorted_and_errors(clips: Path, tmp_path: Path) -> 
     assert [p.relative_to(clips).as_posix() for p in found] == ["a/one.flac",
                                                                 "b/deep/two.wav"]
     assert len(quality.find_clips(clips, max_clips=1)) == 1
+    assert [p.name for p in quality.find_clips(clips, exclude=["deep/"])] == ["one.flac"]
     with pytest.raises(quality.BenchmarkError, match="does not exist"):
         quality.find_clips(tmp_path / "missing")
     with pytest.raises(quality.BenchmarkError, match=r"no \.flac or \.wav"):
