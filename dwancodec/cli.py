@@ -111,8 +111,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-q", type=int, default=None, help="stages in the encoder graph")
     p.add_argument("--full-sequence", action="store_true",
                    help="also export offline full-sequence graphs")
-    p.add_argument("--opset", type=int, default=18)
-    p.add_argument("--no-optimize", action="store_true", help="skip the graph optimizer pass")
+    p.add_argument("--opset", type=int, default=20)
+    p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
+                   help="torch.export-based exporter (default) or the legacy TorchScript one")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="skip the offline ONNX Runtime optimizer trial")
     _handler(p, "dwancodec.export.command:run")
 
 

@@ -1,0 +1,23 @@
+"""Torch-free runtime: the exported ONNX step graphs on ONNX Runtime (numpy in, numpy out).
+
+Importing this package never imports torch. A deployment needs only::
+
+    pip install --no-deps dwancodec
+    pip install numpy onnxruntime soundfile soxr     # == the [runtime] extra
+
+(``pip install dwancodec[runtime]`` also works but pulls torch, a main dependency.) Make the
+graphs once, where torch is installed: ``dwancodec export --model BUNDLE --out exported/``.
+
+>>> from dwancodec.runtime import OnnxCodec             # doctest: +SKIP
+>>> codec = OnnxCodec("exported/", num_threads=1)
+>>> enc, dec = codec.streaming_encoder(), codec.streaming_decoder()
+>>> pcm_out = dec.push(enc.push(pcm_in))                # any chunk size, numpy float32
+"""
+
+from __future__ import annotations
+
+from .onnx_codec import SIDECAR, OnnxCodec, StepRunner, load_sidecar, session_options
+from .session import OnnxStreamingDecoder, OnnxStreamingEncoder
+
+__all__ = ["SIDECAR", "OnnxCodec", "OnnxStreamingDecoder", "OnnxStreamingEncoder",
+           "StepRunner", "load_sidecar", "session_options"]

@@ -1,0 +1,36 @@
+"""``dwancodec export``: write the ONNX step graphs + sidecar for the torch-free runtime."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .onnx_export import SIDECAR, export_onnx
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export ``--model`` (or a random-weight ``--config``) to ``--out``; 0 on success."""
+    from ..api import load_codec
+    from ..model import Codec
+
+    quiet = getattr(args, "quiet", False)
+
+    def note(msg: str) -> None:
+        if not quiet:
+            print(f"dwancodec export: {msg}", file=sys.stderr)
+
+    if args.model is None and args.config is not None:
+        codec = Codec.from_config(args.config, seed=0)
+        note(f"config {args.config!r} with random weights (seed 0): for tests and timing only")
+    else:
+        codec = load_codec(args.model, args.config)
+    result = export_onnx(
+        codec, args.out, frames_per_step=args.frames_per_step, n_q=args.n_q,
+        full_sequence=args.full_sequence, opset=args.opset, optimize=not args.no_optimize,
+        exporter=getattr(args, "exporter", "dynamo"), log=note,
+    )
+    if not quiet:
+        for f in result.files:
+            print(f"{f}  {f.stat().st_size / 1e6:.2f} MB")
+        print(f"model {result.sidecar['model']['identity']}, sidecar {result.directory / SIDECAR}")
+    return 0
