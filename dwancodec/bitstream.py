@@ -535,10 +535,13 @@ def read_dwc(path: str | Path) -> DwcFile:
     with open(p, "rb") as f:
         head = f.read(MAX_HEADER)
         header = Header.unpack(head)
-        if size != header.file_size:
-            what = "truncated" if size < header.file_size else "corrupt"
-            raise BitstreamError(f"{what} .dwc file {p}: {size} bytes, the header announces "
+        if size < header.file_size:
+            raise BitstreamError(f"truncated .dwc file {p}: {size} bytes, the header announces "
                                  f"{header.file_size} ({header.num_frames} frames)")
+        if size > header.file_size:
+            raise BitstreamError(f"corrupt .dwc file {p}: {size - header.file_size} unexpected "
+                                 f"bytes after the end of the stream ({header.num_frames} "
+                                 "frames)")
         f.seek(0)
         data = f.read()
     try:
