@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -94,8 +93,7 @@ def spectrogram_image(signals: dict[str, np.ndarray], sample_rate: int) -> np.nd
         ax.set_ylabel("Hz")
     axes[-1, 0].set_xlabel("s")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="raw", dpi=80)
-    w, h = fig.canvas.get_width_height()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
-    return np.frombuffer(buf.getvalue(), dtype=np.uint8).reshape(h, w, -1)[..., :3].copy()
+    return image
