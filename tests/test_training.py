@@ -147,3 +147,21 @@ def test_config_file_and_flags_compose(tmp_path: Path) -> None:
     assert cfg.model_overrides["quantizer.kind"] == "ema"
     with pytest.raises(ValueError, match="unknown training config field"):
         build_train_config({}, {"nonsense": 1})
+
+
+def test_validation_scores_every_bitrate_and_logs(tmp_path: Path) -> None:
+    """The validation pass (PESQ/STOI included) and its TensorBoard/CSV logging run end to end."""
+    from dwancodec.training.data import AudioCorpus, validation_segments
+    from dwancodec.training.logger import MetricLogger
+    from dwancodec.training.validate import validate
+
+    codec = Codec.from_config("tiny", seed=0)
+    batch = validation_segments(AudioCorpus([DATA], 16000), 2, 16000)
+    logger = MetricLogger(tmp_path, "tensorboard", {"experiment_name": "t"})
+    scores = validate(codec, batch, with_pesq_stoi=True, logger=logger, step=1)
+    logger.close()
+    for n in range(1, codec.num_codebooks + 1):
+        for metric in ("mel", "stft", "si_sdr", "pesq", "stoi"):
+            assert f"{metric}.nq{n}" in scores
+    assert (tmp_path / "metrics.csv").read_text().count("val/pesq.nq") == codec.num_codebooks
+    assert any((tmp_path / "tensorboard").iterdir())
