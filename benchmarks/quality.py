@@ -634,7 +634,8 @@ def run(args: argparse.Namespace) -> dict:
     elapsed = time.perf_counter() - t0
 
     rows = summarise(results, variants)
-    title = f"{len(clips)} clips from {root}" + (f"; model {model_desc}" if model_desc else "")
+    title = (f"{len(clips)} clip{'s' if len(clips) != 1 else ''} from {root}"
+             + (f"; model {model_desc}" if model_desc else ""))
     comp = comparisons(rows)
     table = markdown_table(rows)
     md = [
