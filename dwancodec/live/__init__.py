@@ -1,0 +1,24 @@
+"""Live round trip: microphone -> streaming encoder -> packets -> streaming decoder -> speaker.
+
+- :class:`~dwancodec.live.engine.LiveEngine`: audio callbacks <-> queues <-> a worker thread;
+  device rates are converted with soxr streaming resamplers; end-to-end latency is measured.
+- :class:`~dwancodec.live.link.CodecLink`: encoder -> packets -> simulated network -> jitter
+  buffer -> decoder, with a simple concealment of lost frames (no device, no thread).
+- :mod:`~dwancodec.live.network`: packet loss / jitter simulation and the jitter buffer.
+- :mod:`~dwancodec.live.backends`: torch or ONNX Runtime streaming codecs behind one API.
+- :mod:`~dwancodec.live.audio_io`: sounddevice streams, a real-time file source, a null sink.
+
+Nothing here imports torch unless the torch backend is used. ``dwancodec live`` is the command.
+"""
+
+from __future__ import annotations
+
+from .backends import CodecBackend, OnnxBackend, TorchBackend, open_backend
+from .engine import LiveEngine
+from .link import CodecLink
+from .network import JitterBuffer, NetworkSimulator, Packet
+
+__all__ = [
+    "CodecBackend", "CodecLink", "JitterBuffer", "LiveEngine", "NetworkSimulator",
+    "OnnxBackend", "Packet", "TorchBackend", "open_backend",
+]
