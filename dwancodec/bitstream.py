@@ -213,8 +213,11 @@ class Header:
     def unpack(cls, data: bytes) -> Header:
         """Parse a header from the start of ``data`` (which may hold more bytes after it)."""
         if len(data) < 4 or data[:4] != MAGIC:
+            audio = bytes(data[:4]) in (b"RIFF", b"fLaC", b"OggS", b"ID3\x03", b"ID3\x04",
+                                        b"FORM", b"RF64")
+            hint = "; it looks like an audio file (dwancodec encode makes a .dwc)" if audio else ""
             raise BitstreamError(
-                f"not a .dwc file (magic {bytes(data[:4])!r}, expected {MAGIC!r})"
+                f"not a .dwc file (magic {bytes(data[:4])!r}, expected {MAGIC!r}){hint}"
             )
         if len(data) < _FIXED.size:
             raise BitstreamError(f"truncated .dwc file: {len(data)} bytes, shorter than the "
@@ -534,7 +537,10 @@ def read_dwc(path: str | Path) -> DwcFile:
     size = os.path.getsize(p)
     with open(p, "rb") as f:
         head = f.read(MAX_HEADER)
-        header = Header.unpack(head)
+        try:
+            header = Header.unpack(head)
+        except BitstreamError as e:
+            raise BitstreamError(f"{p}: {e}") from None
         if size < header.file_size:
             raise BitstreamError(f"truncated .dwc file {p}: {size} bytes, the header announces "
                                  f"{header.file_size} ({header.num_frames} frames)")

@@ -484,7 +484,7 @@ def _print_model(d: dict[str, Any]) -> None:
     total = sum(params.values())
     rates = ", ".join(f"{r:g}" for r in d["bitrates_kbps"])
     for k, v in [
-        ("name", d["name"]), ("identity", d.get("identity", "(random weights)")),
+        ("name", d["name"]), ("identity", d.get("identity", "(a config only: no weights)")),
         ("sample rate", f"{d['sample_rate']} Hz"),
         ("hop", f"{d['hop_length']} samples ({d['frame_rate']:g} frames/s)"),
         ("latency", f"{d['latency_ms']:.1f} ms algorithmic"),
