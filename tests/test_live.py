@@ -422,3 +422,41 @@ def test_demo_live_mic_through_pulseaudio(pulse: PrivatePulseAudio, bundle: Path
     assert r.returncode == 0, r.stderr
     assert "done:" in r.stdout
     assert np.sqrt(np.mean(played ** 2)) > 0.005  # the speaker played something
+
+
+# The ONNX Runtime backend ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def onnx_dir(codec: Codec, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    try:
+        from dwancodec.export.onnx_export import export_onnx
+    except ImportError as e:
+        pytest.skip(f"ONNX export not available: {e}")
+    out = tmp_path_factory.mktemp("onnx") / "tiny"
+    export_onnx(codec, out, exporter="torchscript", optimize=False)  # the fast exporter
+    return out
+
+
+def test_onnx_backend_matches_torch(onnx_dir: Path, codec: Codec, speech16: np.ndarray) -> None:
+    from dwancodec.live import OnnxBackend
+
+    backend = OnnxBackend(onnx_dir, bitrate=5.0)
+    assert backend.n_q == 2 and backend.sample_rate == SR
+    y = run_link(CodecLink(backend), speech16[:9000], [320, 77])
+    assert_same_decode(y, offline(codec, speech16[:9000], n_q=2), max_mismatch=0.0)
+
+
+def test_cli_onnx_backend_without_torch(onnx_dir: Path, codec: Codec, speech16: np.ndarray,
+                                        tmp_path: Path) -> None:
+    """``--backend onnx`` runs the whole live path without importing torch."""
+    clip, out = tmp_path / "clip.wav", tmp_path / "out.wav"
+    sf.write(clip, speech16[: SR // 2], SR)
+    args = ["live", "--backend", "onnx", "--onnx-dir", str(onnx_dir), "--input-file",
+            str(clip), "--save-output", str(out), "-q"]
+    code = ("import sys; from dwancodec.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, *args], env=no_device_env(tmp_path),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "onnx backend" in r.stdout
+    y, _ = sf.read(out, dtype="float32")
+    assert_same_decode(y, offline(codec, speech16[: SR // 2]))

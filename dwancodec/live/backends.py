@@ -9,9 +9,6 @@ does not import torch.
 
 from __future__ import annotations
 
-import inspect
-import json
-import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,10 +46,6 @@ class CodecBackend(Protocol):
     def reset(self) -> None: ...
 
     def describe(self) -> str: ...
-
-
-def _bitrate_kbps(sample_rate: int, hop: int, n_q: int, codebook_size: int) -> float:
-    return sample_rate / hop * n_q * math.log2(codebook_size) / 1000.0
 
 
 def resolve_n_q(num_codebooks: int, per_stage_kbps: float, bitrate: float | None,
@@ -118,51 +111,8 @@ class TorchBackend:
         return f"torch {self.codec.identity()}"
 
 
-def _read_export_config(onnx_dir: Path) -> Any:
-    """The codec config (:class:`~dwancodec.config.CodecConfig`) of an exported folder."""
-    from ..config import CodecConfig
-
-    for name in ("config.json", "codec_config.json"):
-        p = onnx_dir / name
-        if p.exists():
-            data = json.loads(p.read_text())
-            for key in ("codec", "config", "codec_config"):
-                if isinstance(data.get(key), dict):
-                    data = data[key]
-                    break
-            return CodecConfig.from_dict(data)
-    raise FileNotFoundError(f"{onnx_dir} has no config.json; is it a `dwancodec export` folder?")
-
-
-def _codebook_size(cfg: Any) -> int:
-    q = cfg.quantizer
-    if q.kind == "fsq":
-        return int(np.prod(q.levels))
-    if q.kind == "lfq":
-        return 2 ** int(q.lfq_bits)
-    return int(q.codebook_size)
-
-
-def _construct(cls: type, onnx_dir: Path, **kwargs: Any) -> Any:
-    """Call ``cls(onnx_dir, **kwargs)`` or ``cls.from_dir/from_pretrained(onnx_dir, ...)``,
-    passing only the keyword arguments its signature accepts."""
-    for factory in ("from_dir", "from_pretrained", "from_folder"):
-        if hasattr(cls, factory):
-            fn = getattr(cls, factory)
-            break
-    else:
-        fn = cls
-    try:
-        params = inspect.signature(fn).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            kwargs = {k: v for k, v in kwargs.items() if k in params}
-    except (TypeError, ValueError):
-        pass
-    return fn(onnx_dir, **kwargs)
-
-
 class OnnxBackend:
-    """``dwancodec.runtime`` ONNX Runtime sessions on an exported folder (no torch)."""
+    """:class:`dwancodec.runtime.OnnxCodec` sessions on an exported folder (no torch)."""
 
     name = "onnx"
 
@@ -172,47 +122,48 @@ class OnnxBackend:
         if not onnx_dir.is_dir():
             raise FileNotFoundError(f"ONNX folder not found: {onnx_dir}")
         try:
-            from ..runtime import OnnxStreamingDecoder, OnnxStreamingEncoder
-        except ImportError as e:
-            raise ValueError(f"the onnx backend is not available: {e}") from None
-        cfg = _read_export_config(onnx_dir)
-        self.sample_rate = int(cfg.sample_rate)
-        self.hop_length = int(cfg.hop_length)
-        self.num_codebooks = int(cfg.quantizer.num_quantizers)
-        self.codebook_size = _codebook_size(cfg)
-        per_stage = _bitrate_kbps(self.sample_rate, self.hop_length, 1, self.codebook_size)
-        self.n_q = resolve_n_q(self.num_codebooks, per_stage, bitrate, n_q)
-        self._enc = _construct(OnnxStreamingEncoder, onnx_dir, n_q=self.n_q, threads=threads,
-                               num_threads=threads, batch_size=1)
-        self._dec = _construct(OnnxStreamingDecoder, onnx_dir, threads=threads,
-                               num_threads=threads, batch_size=1)
-        self._dir = onnx_dir
+            from ..runtime import OnnxCodec
+        except ImportError as e:  # onnxruntime missing
+            raise ValueError(f"the onnx backend needs onnxruntime ({e}); pip install "
+                             "'dwancodec[runtime]'") from None
+        codec = OnnxCodec(onnx_dir, num_threads=threads or 1)
+        if codec.frames_per_step != 1:
+            raise ValueError(f"{onnx_dir} was exported with {codec.frames_per_step} frames per "
+                             "step; live needs one (`dwancodec export` without "
+                             "--frames-per-step)")
+        self.codec = codec
+        self.sample_rate = codec.sample_rate
+        self.hop_length = codec.hop_length
+        self.num_codebooks = codec.num_codebooks
+        self.codebook_size = codec.codebook_size
+        per_stage = codec.bitrate(1) / 1000.0
+        self.n_q = resolve_n_q(codec.encoder_n_q, per_stage, bitrate, n_q)
+        self._enc = codec.streaming_encoder(1, self.n_q)
+        self._dec = codec.streaming_decoder(1)
 
     @property
     def latency_ms(self) -> float:
-        return 1000.0 * self.hop_length / self.sample_rate
+        return float(self.codec.latency_ms)
 
     @property
     def bitrate_kbps(self) -> float:
-        return _bitrate_kbps(self.sample_rate, self.hop_length, self.n_q, self.codebook_size)
+        return float(self.codec.bitrate(self.n_q)) / 1000.0
 
     def encode(self, pcm: np.ndarray) -> np.ndarray:
-        codes = np.asarray(self._enc.push(np.asarray(pcm, dtype=np.float32)[None]))
-        return codes[0, : self.n_q].astype(np.int64)
+        return self._enc.push(np.asarray(pcm, dtype=np.float32)[None])[0]
 
     def flush(self) -> np.ndarray:
-        return np.asarray(self._enc.flush())[0, : self.n_q].astype(np.int64)
+        return self._enc.flush()[0]
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        pcm = np.asarray(self._dec.push(np.asarray(codes, np.int64)[None]))
-        return pcm.reshape(-1).astype(np.float32)
+        return self._dec.push(np.asarray(codes, np.int64)[None])[0]
 
     def reset(self) -> None:
         self._enc.reset()
         self._dec.reset()
 
     def describe(self) -> str:
-        return f"onnx {self._dir}"
+        return f"onnx {self.codec.identity} ({self.codec.directory})"
 
 
 def open_backend(backend: str = "torch", model: str | Path | None = None,
@@ -221,6 +172,9 @@ def open_backend(backend: str = "torch", model: str | Path | None = None,
                  threads: int | None = 1) -> CodecBackend:
     """Build the backend named ``backend`` ("torch" or "onnx") at the requested rate."""
     if backend == "onnx":
+        if model is not None:
+            raise ValueError("--model is for the torch backend; the onnx backend reads the "
+                             "folder given by --onnx-dir (made by `dwancodec export`)")
         if onnx_dir is None:
             raise ValueError("--backend onnx needs --onnx-dir (a folder made by `dwancodec "
                              "export`)")
