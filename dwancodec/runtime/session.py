@@ -61,6 +61,7 @@ class OnnxStreamingEncoder:
         self._step = self.codec.frames_per_step * self.codec.hop_length
         self._audio_in = self.runner.inputs["audio"][:, 0]  # [B, k * hop] view
         self._codes_out = self.runner.outputs["codes"]
+        self._latents_out = self.runner.outputs["latents"]
         self.reset()
 
     @property
@@ -88,27 +89,38 @@ class OnnxStreamingEncoder:
         self._pending = self._pending.copy()
         self._pending[mask] = 0
 
-    def push(self, pcm: np.ndarray) -> np.ndarray:
+    def push(self, pcm: np.ndarray, with_latents: bool = False
+             ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """PCM ``[B, n]`` -> codes ``[B, n_q, f]`` for the ``f`` frames completed by it.
+
+        ``with_latents``: also return the encoder latents ``[B, D, f]`` (before quantization).
+        """
         pcm = check_pcm(pcm, self.batch_size)
         buf = np.concatenate([self._pending, pcm], axis=-1) if self._pending.size else pcm
         n_steps = buf.shape[-1] // self._step
         self._pending = buf[:, n_steps * self._step:]
         k = self.codec.frames_per_step
         out = np.empty((self.batch_size, self.n_q, n_steps * k), np.int64)
+        lat = np.empty((self.batch_size, self.codec.latent_dim, n_steps * k), np.float32) \
+            if with_latents else None
         for i in range(n_steps):
             np.copyto(self._audio_in, buf[:, i * self._step:(i + 1) * self._step])
             self.runner.run()
             out[:, :, i * k:(i + 1) * k] = self._codes_out[:, :self.n_q]
-        return out
+            if lat is not None:
+                lat[:, :, i * k:(i + 1) * k] = self._latents_out
+        return out if lat is None else (out, lat)
 
-    def flush(self) -> np.ndarray:
+    def flush(self, with_latents: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Encode the buffered partial frame(s) (zero-padded) and reset the session."""
         hop = self.codec.hop_length
         frames = -(-self.pending_samples // hop)
         pad = (-self.pending_samples) % self._step
-        codes = self.push(np.zeros((self.batch_size, pad), np.float32))[..., :frames]
+        res = self.push(np.zeros((self.batch_size, pad), np.float32), with_latents)
         self.reset()
-        return codes
+        if isinstance(res, tuple):
+            return res[0][..., :frames], res[1][..., :frames]
+        return res[..., :frames]
 
 
 class OnnxStreamingDecoder:
