@@ -324,12 +324,11 @@ class LiveEngine:
         e2e = "--" if recent is None else f"{recent:.0f}"
         frame_ms = 1000.0 * b.hop_length / b.sample_rate
         cpf = self.link.compute_ms_per_frame()
-        s = (f"{b.bitrate_kbps:.2f} kbps (n_q {b.n_q}) | algorithmic {b.latency_ms:.1f} ms | "
-             f"end-to-end {e2e} ms | compute {cpf:.2f} ms/frame "
-             f"({100 * cpf / frame_ms:.0f}% of {frame_ms:g} ms) | "
+        s = (f"{b.bitrate_kbps:.2f} kbps n_q {b.n_q} | latency algo {b.latency_ms:.1f} ms, "
+             f"e2e {e2e} ms | compute {cpf:.2f} ms/frame ({100 * cpf / frame_ms:.0f}% RT) | "
              f"underruns {self.underruns} | overruns {self.input_overruns + self.output_overruns}")
         net = self.link.network
         if net.active:
-            s += (f" | net lost {net.dropped} late {self.link.jitter.late} "
+            s += (f" | lost {net.dropped} late {self.link.jitter.late} "
                   f"concealed {self.link.counters.frames_concealed}")
         return s
