@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Regenerates every table and figure of docs/benchmarks.md with one command:
+#
+#   bash benchmarks/run_all.sh
+#
+# Environment (all optional):
+#   MODEL=path/to/bundle   DwanCodec bundle (default: the shipped dwancodec/assets/default; if it
+#                          is not installed, speed/latency use random 'default' weights and the
+#                          quality run is skipped: random weights score nothing meaningful)
+#   CLIPS=folder           quality clips (default: /work/shared/data/val-16k)
+#   OUT=folder             raw outputs (default: benchmarks/results)
+#   REPS=3 SECONDS=10      speed: interleaved repetitions, seconds of audio per measurement
+#   THREADS=1,2            speed: torch / ONNX Runtime thread counts
+#   SKIP="quality latency" parts to skip (speed, quality, latency); the doc keeps the old block
+#   PEERS_SETUP=0          do not create .venv-peers when missing (peers are then left out)
+#
+# Run from the project venv (`. .venv/bin/activate`); everything runs under `nice -n 10`.
+# Steps: speed (benchmarks/peers.py: DwanCodec via benchmarks/speed.py's workers + peers in
+# .venv-peers), quality (benchmarks/quality.py), latency (benchmarks/latency.py); then the
+# blocks between <!-- BEGIN x --> / <!-- END x --> markers in docs/benchmarks.md are replaced by
+# the new tables, and the PNGs are copied to docs/figures/.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$REPO"
+OUT="${OUT:-$REPO/benchmarks/results}"
+CLIPS="${CLIPS:-/work/shared/data/val-16k}"
+REPS="${REPS:-3}"
+SECONDS_AUDIO="${SECONDS:-10}"
+THREADS="${THREADS:-1,2}"
+SKIP="${SKIP:-}"
+PY="${PYTHON:-python}"
+NICE=(nice -n 10)
+mkdir -p "$OUT" docs/figures
+
+if [ -z "${MODEL:-}" ] && [ -f dwancodec/assets/default/model.safetensors ]; then
+    MODEL="$REPO/dwancodec/assets/default"
+fi
+MODEL_ARGS=()
+if [ -n "${MODEL:-}" ]; then MODEL_ARGS=(--model "$MODEL"); fi
+skip() { [[ " $SKIP " == *" $1 "* ]]; }
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "python: $($PY -c 'import sys; print(sys.version.split()[0])'), torch $($PY -c 'import torch; print(torch.__version__)'), onnxruntime $($PY -c 'import onnxruntime; print(onnxruntime.__version__)')"
+    if [ -n "${MODEL:-}" ]; then
+        echo "model: $($PY -c "from dwancodec.api import load_codec; print(load_codec('$MODEL').identity())") ($MODEL)"
+    else
+        echo "model: none installed: config 'default' with random weights"
+    fi
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt"
+
+if ! skip speed; then
+    if [ ! -x .venv-peers/bin/python ] && [ "${PEERS_SETUP:-1}" = 1 ]; then
+        bash benchmarks/setup_peer_models.sh
+    fi
+    "${NICE[@]}" "$PY" benchmarks/peers.py "${MODEL_ARGS[@]}" --reps "$REPS" \
+        --seconds "$SECONDS_AUDIO" --threads "$THREADS" --out "$OUT/speed"
+    cp "$OUT/speed/speed.png" docs/figures/speed.png
+fi
+
+if ! skip quality; then
+    if [ -n "${MODEL:-}" ]; then
+        "${NICE[@]}" "$PY" benchmarks/quality.py --clips "$CLIPS" "${MODEL_ARGS[@]}" \
+            --out "$OUT/quality"
+        cp "$OUT/quality/quality.png" docs/figures/quality.png
+    else
+        echo "quality: skipped (no model bundle: random weights would score nothing)" >&2
+        SKIP="$SKIP quality"
+    fi
+fi
+
+if ! skip latency; then
+    "${NICE[@]}" "$PY" benchmarks/latency.py "${MODEL_ARGS[@]}" --out "$OUT/latency" || \
+        echo "latency: an algorithmic check did not match (see the table)" >&2
+fi
+
+"$PY" - "$OUT" "$SKIP" <<'EOF'
+import re
+import sys
+from pathlib import Path
+
+out, skip = Path(sys.argv[1]), sys.argv[2].split()
+doc = Path("docs/benchmarks.md")
+text = doc.read_text()
+blocks = {"machine": out / "machine.txt", "speed": out / "speed" / "speed.md",
+          "quality": out / "quality" / "quality.md", "latency": out / "latency" / "latency.md"}
+for name, path in blocks.items():
+    if name in skip or not path.exists():
+        continue
+    body = path.read_text().strip()
+    if name == "machine":
+        body = "```\n" + body + "\n```"
+    pat = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(\n<!-- END {name} -->)", re.S)
+    if not pat.search(text):
+        sys.exit(f"docs/benchmarks.md has no BEGIN/END {name} markers")
+    text = pat.sub(lambda m: m.group(1) + body + m.group(2), text)
+doc.write_text(text)
+print(f"updated {doc}")
+EOF
