@@ -11,7 +11,8 @@
 #   OUT=folder             raw outputs (default: benchmarks/results)
 #   REPS=3 SECONDS=10      speed: interleaved repetitions, seconds of audio per measurement
 #   THREADS=1,2            speed: torch / ONNX Runtime thread counts
-#   SKIP="quality latency" parts to skip (speed, quality, latency); the doc keeps the old block
+#   SKIP="quality latency" parts not to rerun (speed, quality, latency); their blocks in the doc
+#                          are refreshed from the outputs already in OUT, if any
 #   PEERS_SETUP=0          do not create .venv-peers when missing (peers are then left out)
 #
 # Run from the project venv (`. .venv/bin/activate`); everything runs under `nice -n 10`.
@@ -59,17 +60,15 @@ if ! skip speed; then
     fi
     "${NICE[@]}" "$PY" benchmarks/peers.py "${MODEL_ARGS[@]}" --reps "$REPS" \
         --seconds "$SECONDS_AUDIO" --threads "$THREADS" --out "$OUT/speed"
-    cp "$OUT/speed/speed.png" docs/figures/speed.png
 fi
 
 if ! skip quality; then
     if [ -n "${MODEL:-}" ]; then
         "${NICE[@]}" "$PY" benchmarks/quality.py --clips "$CLIPS" "${MODEL_ARGS[@]}" \
             --out "$OUT/quality"
-        cp "$OUT/quality/quality.png" docs/figures/quality.png
     else
         echo "quality: skipped (no model bundle: random weights would score nothing)" >&2
-        SKIP="$SKIP quality"
+        NODOC="quality"
     fi
 fi
 
@@ -78,7 +77,12 @@ if ! skip latency; then
         echo "latency: an algorithmic check did not match (see the table)" >&2
 fi
 
-"$PY" - "$OUT" "$SKIP" <<'EOF'
+for fig in speed quality; do
+    if [[ " ${NODOC:-} " != *" $fig "* ]] && [ -f "$OUT/$fig/$fig.png" ]; then
+        cp "$OUT/$fig/$fig.png" "docs/figures/$fig.png"
+    fi
+done
+"$PY" - "$OUT" "${NODOC:-}" <<'EOF'
 import re
 import sys
 from pathlib import Path
