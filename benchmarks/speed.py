@@ -307,6 +307,8 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines.append("")
     lines.append("Ratios and targets")
     for t in sorted({r["threads"] for r in results}):
+        if ("ort-step", t) not in cell:
+            continue
         ort_ms = both("ort-step", t)
         frame = cell[("ort-step", t)]["frame_ms"]
         tag = "MET" if ort_ms <= frame / 50 else "NOT MET"
@@ -314,6 +316,8 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                      f"{frame / ort_ms:.1f}x real time (target >= 50x, <= {frame / 50:.2f} ms): "
                      f"{tag}")
         for off in ("ort-offline", "torch-offline"):
+            if (off, t) not in cell:
+                continue
             ratio = ort_ms / both(off, t)
             part = {p: cell[("ort-step", t)][p]["median_ms"] / cell[(off, t)][p]["median_ms"]
                     for p in ("encoder", "decoder")}
@@ -321,10 +325,13 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                          f"(enc {part['encoder']:.2f}, dec {part['decoder']:.2f})"
                          + (f" (target <= 1.2): {'MET' if ratio <= 1.2 else 'NOT MET'}"
                             if off == "ort-offline" else ""))
-        lines.append(f"  torch step / ORT step: {both('torch-step', t) / ort_ms:.2f}x; "
-                     f"torch step / torch offline: "
-                     f"{both('torch-step', t) / both('torch-offline', t):.2f}")
-    rss = max(r["peak_rss_mb"] for r in results if r["backend"] == "ort-step")
+        if ("torch-step", t) in cell:
+            lines.append(f"  torch step / ORT step: {both('torch-step', t) / ort_ms:.2f}x")
+        if ("torch-step", t) in cell and ("torch-offline", t) in cell:
+            lines.append(f"  torch step / torch offline: "
+                         f"{both('torch-step', t) / both('torch-offline', t):.2f}")
+    rss_rows = [r["peak_rss_mb"] for r in results if r["backend"] == "ort-step"]
+    rss = max(rss_rows) if rss_rows else float("nan")
     lines.append(f"- ORT streaming runtime peak RSS (torch blocked): {rss:.0f} MB "
                  f"(target <= 100 MB): {'MET' if rss <= 100 else 'NOT MET'}")
     lines.append("")

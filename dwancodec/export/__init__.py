@@ -10,11 +10,15 @@ from .onnx_export import (
     DecoderStepGraph,
     EncoderStepGraph,
     ExportResult,
+    TableDecode,
     export_onnx,
+    optimize_offline,
     prepare_for_export,
+    rewrite_single_step_convs,
     strip_parametrizations,
     verify_export,
 )
 
-__all__ = ["SIDECAR", "DecoderStepGraph", "EncoderStepGraph", "ExportResult", "export_onnx",
-           "prepare_for_export", "strip_parametrizations", "verify_export"]
+__all__ = ["SIDECAR", "DecoderStepGraph", "EncoderStepGraph", "ExportResult", "TableDecode",
+           "export_onnx", "optimize_offline", "prepare_for_export", "rewrite_single_step_convs",
+           "strip_parametrizations", "verify_export"]
