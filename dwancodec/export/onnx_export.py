@@ -561,7 +561,10 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    (out / SIDECAR).unlink(missing_ok=True)  # a folder without a sidecar is incomplete
+    # a folder without a sidecar is incomplete; graphs of an earlier export must not linger
+    for name in (SIDECAR, ENCODER_STEP, DECODER_STEP, ENCODER_FULL, DECODER_FULL):
+        (out / name).unlink(missing_ok=True)
+        (out / name.replace(".onnx", ".ort.onnx")).unlink(missing_ok=True)
 
     model = prepare_for_export(codec, tabulate=optimize)
     hop, k, batch = codec.hop_length, frames_per_step, 2
