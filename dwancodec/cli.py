@@ -115,7 +115,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
                    help="torch.export-based exporter (default) or the legacy TorchScript one")
     p.add_argument("--no-optimize", action="store_true",
-                   help="skip the offline ONNX Runtime optimizer trial")
+                   help="plain graphs: no table decode / single-step conv rewrite, no offline "
+                        "ONNX Runtime optimizer trial")
     _handler(p, "dwancodec.export.command:run")
 
 
