@@ -360,7 +360,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("x real time (encode + decode), log; red = real time")
         ax.set_title(f"{t} thread{'s' if t > 1 else ''}")
         for y, v in enumerate(vals):
-            ax.text(v, y, f" {v:.0f}x" if v >= 10 else f" {v:.1f}x", va="center", fontsize=8)
+            ax.text(v, y, f" {v:.0f}x" if v >= 10 else f" {v:.2g}x", va="center", fontsize=8)
     fig.suptitle("Speed on CPU (median of interleaved runs; random weights)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="audio per measurement")
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "speed"))
+    p.add_argument("--from-json", default=None, metavar="JSON",
+                   help="only rewrite speed.md/speed.png in --out from a saved speed.json")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads-one", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -395,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.onnx_dir is None:
         args.onnx_dir = str(out / "onnx")
-    res = measure(args)
+    res = json.loads(Path(args.from_json).read_text()) if args.from_json else measure(args)
     text = report(res)
     print(text)
     (out / "speed.md").write_text(text + "\n")
