@@ -153,21 +153,26 @@ class Codec(nn.Module):
     # Persistence ------------------------------------------------------------------------------
     def identity(self) -> str:
         """``name@sha256[:16]`` of the config JSON and the weights: names a bitstream's model."""
-        h = hashlib.sha256(self.config.to_json().encode())
-        for k, v in sorted(self.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return f"{self.config.name}@{h.hexdigest()[:16]}"
+        return _identity(self.config.to_json(), self.state_dict())
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (no pickle) into ``directory``."""
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (no pickle) into ``directory``.
+
+        ``dtype=torch.float16`` halves the file; weights are cast back to float32 on load, and
+        the stored identity is that of the rounded weights, i.e. of the model a user loads.
+        """
         from safetensors.torch import save_file
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self.config.save(d / CONFIG_FILE)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(d / WEIGHTS_FILE), metadata={"identity": self.identity()})
+        if dtype is not None:
+            tensors = {k: v.to(dtype) if v.is_floating_point() else v
+                       for k, v in tensors.items()}
+        loaded = {k: v.to(self.state_dict()[k].dtype) for k, v in tensors.items()}
+        identity = _identity(self.config.to_json(), loaded)
+        save_file(tensors, str(d / WEIGHTS_FILE), metadata={"identity": identity})
         return d
 
     @classmethod
@@ -224,3 +229,12 @@ class Codec(nn.Module):
 
     def describe_json(self) -> str:
         return json.dumps(self.describe(), indent=2)
+
+
+def _identity(config_json: str, state: dict[str, Tensor]) -> str:
+    h = hashlib.sha256(config_json.encode())
+    for k, v in sorted(state.items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    name = json.loads(config_json).get("name", "codec")
+    return f"{name}@{h.hexdigest()[:16]}"

@@ -353,3 +353,54 @@ def test_boundary_rule_accepts_only_boundary_flips() -> None:
         flipped = codes.clone()
         flipped[0, 0, 0] = int((d * fsq.basis).sum())
         assert fsq_boundary_explained(codec64, latents, codes, flipped, 0, 0) is expected
+
+
+def test_store_exact_half_is_lossless() -> None:
+    """Few-valued tables -> uint8 + Gather, fp16-exact weights -> fp16 + Cast, the rest kept;
+    ONNX Runtime computes bit for bit the same outputs from the smaller graph."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dwancodec.export import store_exact_half
+
+    rng = np.random.default_rng(0)
+    w_half = rng.standard_normal((64, 32)).astype(np.float16).astype(np.float32)
+    w_table = rng.choice(np.float32([-1 / 3, 0, 1 / 3, 2 / 3]), (64, 32)).astype(np.float32)
+    w_plain = rng.standard_normal((64, 32)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", n], [f"y_{n}"]) for n in ("wh", "wt", "wp")]
+    nodes += [helper.make_node("Sum", ["y_wh", "y_wt", "y_wp"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 32])],
+        [numpy_helper.from_array(w, n) for w, n in ((w_half, "wh"), (w_table, "wt"),
+                                                     (w_plain, "wp"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = {"x": rng.standard_normal((5, 64)).astype(np.float32)}
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, x)[0]
+
+    before, size_before = run(model), model.ByteSize()
+    res = store_exact_half(model)
+    onnx.checker.check_model(model, full_check=True)
+    assert res["initializers"] == 2
+    dtypes = {t.name: t.data_type for t in model.graph.initializer}
+    assert dtypes["wh__f16"] == TensorProto.FLOAT16 and dtypes["wt__index"] == TensorProto.UINT8
+    assert dtypes["wp"] == TensorProto.FLOAT
+    assert model.ByteSize() < size_before - res["bytes_saved"] + 512  # + a few nodes
+    np.testing.assert_array_equal(run(model), before)
+
+
+def test_half_bundle_exports_smaller_and_identical(tmp_path: Path) -> None:
+    """A bundle saved in float16 loads as the model it names, and its graphs shrink."""
+    half = tiny_codec().save_pretrained(tmp_path / "half", dtype=torch.float16)
+    codec = Codec.from_pretrained(half)
+    from safetensors import safe_open
+
+    with safe_open(str(half / "model.safetensors"), "pt") as f:
+        assert f.metadata()["identity"] == codec.identity()
+    res = export_onnx(codec, tmp_path / "onnx", exporter="torchscript", try_offline=False)
+    notes = [g["notes"]["half_storage"] for g in res.sidecar["graphs"].values()]
+    assert all(n["initializers"] > 0 for n in notes)
+    assert res.sidecar["verification"]  # the smaller graphs passed the torch parity check

@@ -15,10 +15,12 @@ from .onnx_export import (
     optimize_offline,
     prepare_for_export,
     rewrite_single_step_convs,
+    store_exact_half,
     strip_parametrizations,
     verify_export,
 )
 
 __all__ = ["SIDECAR", "DecoderStepGraph", "EncoderStepGraph", "ExportResult", "TableDecode",
            "export_onnx", "optimize_offline", "prepare_for_export", "rewrite_single_step_convs",
+           "store_exact_half",
            "strip_parametrizations", "verify_export"]

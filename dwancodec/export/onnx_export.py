@@ -58,6 +58,8 @@ EXPORTERS = ("dynamo", "torchscript")
 DENSE_MIN_WEIGHTS = 16384
 #: Largest decode table (bytes) that replaces FSQ/LFQ integer arithmetic in the graphs.
 TABLE_MAX_BYTES = 4 << 20
+#: Smallest initializer worth storing as float16 (see :func:`store_exact_half`).
+HALF_MIN_ELEMENTS = 256
 #: Tolerance of the export-time self check (torch step vs. ONNX Runtime, float32).
 CHECK_ATOL = 1e-4
 
@@ -463,6 +465,62 @@ def rewrite_single_step_convs(model: Any, kinds: tuple[str, ...] = ("depthwise",
     return counts
 
 
+def store_exact_half(model: Any, min_elements: int = HALF_MIN_ELEMENTS) -> dict[str, int]:
+    """Store float32 initializers losslessly in fewer bytes, rebuilt by foldable nodes.
+
+    Two exact encodings, tried in order for each float32 initializer of ``min_elements`` or
+    more:
+
+    - at most 256 distinct values (the FSQ/LFQ decode tables of :class:`TableDecode`): a
+      ``uint8`` index tensor plus the distinct values, rebuilt by ``Gather`` (a copy);
+    - every element exactly representable in float16 (``float32(float16(w)) == w``; true of
+      all weights of a bundle saved with ``save_pretrained(dtype=torch.float16)``): float16
+      storage rebuilt by ``Cast``.
+
+    The graph computes bit for bit what it computed before. ONNX Runtime's constant folding
+    evaluates the rebuilding nodes once when the session is created, so per-call cost is
+    unchanged. Edits ``model`` in place; returns the initializers moved and bytes saved.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    inputs = {i.name for i in graph.input}
+    kept, rebuild, moved, saved = [], [], 0, 0
+    for t in graph.initializer:
+        w = numpy_helper.to_array(t) if t.data_type == TensorProto.FLOAT else None
+        if w is None or w.size < min_elements or t.name in inputs:
+            kept.append(t)
+            continue
+        values, index = np.unique(w, return_inverse=True)
+        if len(values) <= 256:
+            kept += [numpy_helper.from_array(values.astype(np.float32), f"{t.name}__values"),
+                     numpy_helper.from_array(index.reshape(w.shape).astype(np.uint8),
+                                             f"{t.name}__index")]
+            rebuild += [
+                helper.make_node("Cast", [f"{t.name}__index"], [f"{t.name}__index64"],
+                                 to=TensorProto.INT64, name=f"{t.name}__index_cast"),
+                helper.make_node("Gather", [f"{t.name}__values", f"{t.name}__index64"],
+                                 [t.name], axis=0, name=f"{t.name}__gather"),
+            ]
+            saved += 3 * w.size - 4 * len(values)
+        elif np.array_equal(w.astype(np.float16).astype(np.float32), w):
+            kept.append(numpy_helper.from_array(w.astype(np.float16), f"{t.name}__f16"))
+            rebuild.append(helper.make_node("Cast", [f"{t.name}__f16"], [t.name],
+                                            to=TensorProto.FLOAT, name=f"{t.name}__cast"))
+            saved += 2 * w.size
+        else:
+            kept.append(t)
+            continue
+        moved += 1
+    if moved:
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        nodes = [*rebuild, *graph.node]  # rebuilt first: the graph stays topologically sorted
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return {"initializers": moved, "bytes_saved": saved}
+
+
 def _rewrite_file(path: Path) -> dict[str, int]:
     import onnx
 
@@ -471,6 +529,16 @@ def _rewrite_file(path: Path) -> dict[str, int]:
     if sum(counts.values()):
         onnx.save(model, str(path))
     return counts
+
+
+def _store_half_file(path: Path) -> dict[str, int]:
+    import onnx
+
+    model = onnx.load(str(path))
+    res = store_exact_half(model)
+    if res["initializers"]:
+        onnx.save(model, str(path))
+    return res
 
 
 def optimize_offline(path: Path, threads: int = 1) -> dict[str, Any]:
@@ -618,6 +686,7 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
         notes: dict[str, Any] = {}
         if optimize:
             notes["single_step_convs"] = _rewrite_file(path)
+        notes["half_storage"] = _store_half_file(path)
         nodes = _check_onnx(path)
         info = GraphInfo(file=path.name, frames=frames, inputs=ins_info, outputs=outs_info,
                          nodes=nodes, notes=notes)
