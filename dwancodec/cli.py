@@ -158,7 +158,8 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     _add_rate_args(p)
     p.add_argument("--model", default=None, help="model bundle (default: shipped model)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
-    p.add_argument("--onnx-dir", default=None, help="exported ONNX folder (backend onnx)")
+    p.add_argument("--onnx-dir", default=None,
+                   help="exported ONNX folder (backend onnx; default: the shipped model's graphs)")
     p.add_argument("--input-device", default=None,
                    help="input device index or name substring (see --list-devices)")
     p.add_argument("--output-device", default=None,

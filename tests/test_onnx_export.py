@@ -404,3 +404,27 @@ def test_half_bundle_exports_smaller_and_identical(tmp_path: Path) -> None:
     notes = [g["notes"]["half_storage"] for g in res.sidecar["graphs"].values()]
     assert all(n["initializers"] > 0 for n in notes)
     assert res.sidecar["verification"]  # the smaller graphs passed the torch parity check
+
+
+def test_shipped_onnx_matches_shipped_weights() -> None:
+    """The ONNX pair in the package was exported from the weights in the package: same model
+    identity, and the runtime opens it with no argument. Shipping one without the other fails."""
+    from dwancodec.runtime import shipped_onnx_dir
+
+    has_weights = (default_model_dir() / "model.safetensors").exists()
+    has_onnx = (shipped_onnx_dir() / SIDECAR).exists()
+    assert has_weights == has_onnx, "ship the safetensors bundle and its ONNX export together"
+    if not has_weights:
+        with pytest.raises(FileNotFoundError, match="not installed"):
+            OnnxCodec()
+        pytest.skip("no default model installed")
+    runtime = OnnxCodec()
+    codec = Codec.from_pretrained(default_model_dir())
+    assert runtime.identity == codec.identity()
+    pcm = speech(2.0, batch=1)
+    enc = runtime.streaming_encoder(1)
+    codes = np.concatenate([enc.push(pcm), enc.flush()], -1)
+    with torch.inference_mode():
+        ref = codec.encode(torch.from_numpy(pcm)[:, None]).numpy()
+    assert codes.shape == ref.shape
+    assert (codes == ref).mean() > 0.99  # boundary ties aside (see test_parity_* for the rule)

@@ -176,8 +176,12 @@ def open_backend(backend: str = "torch", model: str | Path | None = None,
             raise ValueError("--model is for the torch backend; the onnx backend reads the "
                              "folder given by --onnx-dir (made by `dwancodec export`)")
         if onnx_dir is None:
-            raise ValueError("--backend onnx needs --onnx-dir (a folder made by `dwancodec "
-                             "export`)")
+            from ..runtime.onnx_codec import SIDECAR, shipped_onnx_dir
+
+            onnx_dir = shipped_onnx_dir()
+            if not (onnx_dir / SIDECAR).exists():
+                raise ValueError("--backend onnx needs --onnx-dir (a folder made by `dwancodec "
+                                 "export`): the default model's graphs are not installed")
         return OnnxBackend(onnx_dir, n_q=n_q, bitrate=bitrate, threads=threads)
     if backend != "torch":
         raise ValueError(f"unknown backend {backend!r} (torch or onnx)")

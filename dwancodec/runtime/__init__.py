@@ -6,7 +6,8 @@ Importing this package never imports torch. A deployment needs only::
     pip install numpy onnxruntime soundfile soxr     # == the [runtime] extra
 
 (``pip install dwancodec[runtime]`` also works but pulls torch, a main dependency.) Make the
-graphs once, where torch is installed: ``dwancodec export --model BUNDLE --out exported/``.
+graphs once, where torch is installed: ``dwancodec export --model BUNDLE --out exported/``;
+the shipped default model's graphs come with the package (``OnnxCodec()`` opens them).
 
 >>> from dwancodec.runtime import OnnxCodec             # doctest: +SKIP
 >>> codec = OnnxCodec("exported/", num_threads=1)
@@ -16,8 +17,23 @@ graphs once, where torch is installed: ``dwancodec export --model BUNDLE --out e
 
 from __future__ import annotations
 
-from .onnx_codec import SIDECAR, OnnxCodec, StepRunner, load_sidecar, session_options
+from .onnx_codec import (
+    SIDECAR,
+    OnnxCodec,
+    StepRunner,
+    load_sidecar,
+    session_options,
+    shipped_onnx_dir,
+)
 from .session import OnnxStreamingDecoder, OnnxStreamingEncoder
 
-__all__ = ["SIDECAR", "OnnxCodec", "OnnxStreamingDecoder", "OnnxStreamingEncoder",
-           "StepRunner", "load_sidecar", "session_options"]
+__all__ = [
+    "SIDECAR",
+    "OnnxCodec",
+    "OnnxStreamingDecoder",
+    "OnnxStreamingEncoder",
+    "StepRunner",
+    "load_sidecar",
+    "session_options",
+    "shipped_onnx_dir",
+]

@@ -131,6 +131,13 @@ class StepRunner:
                 t[mask] = 0
 
 
+def shipped_onnx_dir() -> Path:
+    """The shipped default model's exported graphs inside the package (no torch needed)."""
+    from importlib import resources
+
+    return Path(str(resources.files("dwancodec"))) / "assets" / "default" / "onnx"
+
+
 class OnnxCodec:
     """The codec on ONNX Runtime only (numpy in, numpy out; no torch).
 
@@ -143,8 +150,13 @@ class OnnxCodec:
     :meth:`decoder_step` with :meth:`initial_encoder_state` / :meth:`initial_decoder_state`.
     """
 
-    def __init__(self, directory: str | Path, num_threads: int = 1,
+    def __init__(self, directory: str | Path | None = None, num_threads: int = 1,
                  use_full_graphs: bool = True, optimization: str = "all") -> None:
+        if directory is None:
+            directory = shipped_onnx_dir()
+            if not (directory / SIDECAR).exists():
+                raise FileNotFoundError(f"the default model's ONNX graphs are not installed at "
+                                        f"{directory}; pass a folder made by `dwancodec export`")
         self.directory = Path(directory)
         self.meta = load_sidecar(self.directory)
         self.num_threads = num_threads
