@@ -8,6 +8,7 @@ of them are repeated through the script to show the user sees no traceback.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -210,6 +211,15 @@ def test_default_model(tmp_path: Path) -> None:
     if (default_model_dir() / "model.safetensors").exists():
         assert r.returncode == 0, r.stderr
         assert bs.read_dwc(tmp_path / "d.dwc").header.num_frames > 0
+        # the main job: the shipped model at each bitrate, then its torch-free ONNX path
+        r = run("demo", "--out", tmp_path / "demo")
+        assert r.returncode == 0, r.stderr
+        rows = [ln for ln in r.stdout.splitlines() if ln.strip()[:1].isdigit()]
+        assert len(rows) == 8 and all("20.0ms" in row for row in rows), r.stdout
+        onnx_line = [ln for ln in r.stdout.splitlines() if ln.startswith("ONNX Runtime path")]
+        assert len(onnx_line) == 1, r.stdout
+        agree = float(re.search(r"([0-9.]+) % of codes equal", onnx_line[0]).group(1))
+        assert agree >= 99.0, onnx_line  # boundary ties aside, the two paths give one stream
     else:
         assert r.returncode == 2
         assert "default model is not installed" in r.stderr and "--model" in r.stderr
