@@ -521,24 +521,17 @@ def store_exact_half(model: Any, min_elements: int = HALF_MIN_ELEMENTS) -> dict[
     return {"initializers": moved, "bytes_saved": saved}
 
 
-def _rewrite_file(path: Path) -> dict[str, int]:
+def _postprocess_file(path: Path, rewrite: bool) -> dict[str, dict[str, int]]:
+    """Load an exported graph once, apply the graph passes, save it once if anything changed:
+    :func:`rewrite_single_step_convs` (when ``rewrite``), then :func:`store_exact_half`."""
     import onnx
 
     model = onnx.load(str(path))
-    counts = rewrite_single_step_convs(model)
-    if sum(counts.values()):
+    notes = {"single_step_convs": rewrite_single_step_convs(model)} if rewrite else {}
+    notes["half_storage"] = store_exact_half(model)
+    if any(v for n in notes.values() for v in n.values()):
         onnx.save(model, str(path))
-    return counts
-
-
-def _store_half_file(path: Path) -> dict[str, int]:
-    import onnx
-
-    model = onnx.load(str(path))
-    res = store_exact_half(model)
-    if res["initializers"]:
-        onnx.save(model, str(path))
-    return res
+    return notes
 
 
 def optimize_offline(path: Path, threads: int = 1) -> dict[str, Any]:
@@ -683,10 +676,7 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
             frame_axes = {} if frames else {"codes": (2, 1)}
             ins_info, outs_info = dec_graph_io(frames or "frames")
         _export_graph(module, args, path, names, outs, batch_axes, frame_axes, opset, exporter)
-        notes: dict[str, Any] = {}
-        if optimize:
-            notes["single_step_convs"] = _rewrite_file(path)
-        notes["half_storage"] = _store_half_file(path)
+        notes: dict[str, Any] = dict(_postprocess_file(path, rewrite=optimize))
         nodes = _check_onnx(path)
         info = GraphInfo(file=path.name, frames=frames, inputs=ins_info, outputs=outs_info,
                          nodes=nodes, notes=notes)
