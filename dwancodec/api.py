@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,9 @@ import torch
 from torch import Tensor
 
 from .audio import load_audio, resample, to_float_mono
+from .bundled import default_model_dir
 from .config import CodecConfig
 from .model import Codec
-
-
-def default_model_dir() -> Path:
-    """Where the shipped default model bundle lives inside the package."""
-    return Path(str(resources.files("dwancodec"))) / "assets" / "default"
 
 
 def load_codec(model: str | Path | None = None, config: str | Path | CodecConfig | None = None,

@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from ..bitstream import (
     PacketSender,
     read_dwc,
 )
+from ..bundled import demo_clip
 
 if TYPE_CHECKING:
     from ..model import Codec
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 BLOCK_SECONDS = 5.0          # audio read / decoded per block (bounds memory)
 PROGRESS_MIN_SECONDS = 30.0  # files shorter than this get no progress bar
 COMPARE_MAX_SECONDS = 600.0  # --compare keeps at most this much audio in memory
-DEMO_CLIP = "speech_fr.flac"
 
 
 # Helpers ------------------------------------------------------------------------------------
@@ -562,11 +561,6 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_clip() -> Path:
-    """The bundled speech clip (see ``dwancodec/assets/demo/ATTRIBUTION.md``)."""
-    return Path(str(resources.files("dwancodec"))) / "assets" / "demo" / DEMO_CLIP
-
-
 def run_demo(args: argparse.Namespace) -> int:
     _set_threads(args)
     note = _notifier(args)
@@ -611,22 +605,21 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"decoded files and .dwc bitstreams are in {out_dir}/ (RTF: wall-clock compute time / "
           f"audio time with {_threads()} torch thread(s), < 1 is faster than real time; CPU RTF: "
           "the same with process CPU time; latency: algorithmic)")
-    if args.model is None:
-        _demo_onnx_line(codec, audio, chunk)
+    if args.model is None:  # the last loop pass streamed every stage: compare with those codes
+        _demo_onnx_line(codec, audio, chunk, np.concatenate(codes, axis=-1))
     return 0
 
 
-def _demo_onnx_line(codec: Codec, audio: np.ndarray, chunk: int) -> None:
+def _demo_onnx_line(codec: Codec, audio: np.ndarray, chunk: int, torch_codes: np.ndarray
+                    ) -> None:
     """The same clip through the shipped ONNX pair (the torch-free deployment path), all stages:
-    its speed, and how many codes agree with the torch stream. Silent if it is not installed."""
+    its speed, and how many codes agree with ``torch_codes`` (``[N, frames]``, the torch stream
+    of every stage). Silent if onnxruntime or the shipped graphs are not installed."""
     try:
-        from ..runtime import OnnxCodec, shipped_onnx_dir
-        from ..runtime.onnx_codec import SIDECAR
+        from ..runtime import OnnxCodec
 
-        if not (shipped_onnx_dir() / SIDECAR).exists():
-            return
         runtime = OnnxCodec(num_threads=_threads())
-    except ImportError:  # onnxruntime not installed: the torch path above is the demo
+    except (ImportError, FileNotFoundError):  # the torch path above is then the whole demo
         return
     if runtime.identity != codec.identity():
         return
@@ -639,12 +632,9 @@ def _demo_onnx_line(codec: Codec, audio: np.ndarray, chunk: int) -> None:
         dec.push(c)
     codes.append(enc.flush())
     rtf = (time.perf_counter() - t0) / (audio.size / codec.sample_rate)
-    import torch
-
-    with torch.inference_mode():
-        ref = codec.encode(torch.from_numpy(np.ascontiguousarray(audio))[None, None]).numpy()
-    got = np.concatenate(codes, -1)[..., : ref.shape[-1]]
-    same = float((got == ref[..., : got.shape[-1]]).mean()) if got.size else 1.0
+    got = np.concatenate(codes, -1)[0]
+    frames = min(got.shape[-1], torch_codes.shape[-1])
+    same = float((got[:, :frames] == torch_codes[:, :frames]).mean()) if frames else 1.0
     print(f"ONNX Runtime path (torch-free, {_threads()} thread(s), all {codec.num_codebooks} "
           f"stages, {1000 * chunk / codec.sample_rate:.0f} ms chunks): RTF {rtf:.4f} "
           f"({1 / max(rtf, 1e-9):.0f}x faster than real time); {100 * same:.2f} % of codes "

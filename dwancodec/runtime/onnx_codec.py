@@ -23,6 +23,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "dwancodec.runtime needs onnxruntime: pip install onnxruntime numpy soundfile soxr"
     ) from e
 
+from ..bundled import shipped_onnx_dir
 from .checks import DTYPES, check_audio, check_codes, check_n_q, check_state
 
 SIDECAR = "dwancodec_onnx.json"  # same name as dwancodec.export.onnx_export.SIDECAR
@@ -129,13 +130,6 @@ class StepRunner:
                 t.fill(0)
             else:
                 t[mask] = 0
-
-
-def shipped_onnx_dir() -> Path:
-    """The shipped default model's exported graphs inside the package (no torch needed)."""
-    from importlib import resources
-
-    return Path(str(resources.files("dwancodec"))) / "assets" / "default" / "onnx"
 
 
 class OnnxCodec:

@@ -1,0 +1,34 @@
+"""Where the files shipped inside the package live: the default model and the demo clip.
+
+Torch-free (the ONNX runtime uses it too). Layout under ``dwancodec/assets/``::
+
+    default/config.json, default/model.safetensors   the default model (torch)
+    default/onnx/                                     its exported step graphs (ONNX Runtime)
+    demo/speech_fr.flac                               the demo clip (demo/ATTRIBUTION.md)
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+DEMO_CLIP = "speech_fr.flac"
+
+
+def assets_dir() -> Path:
+    return Path(str(resources.files("dwancodec"))) / "assets"
+
+
+def default_model_dir() -> Path:
+    """The shipped default model bundle (``config.json`` + ``model.safetensors``)."""
+    return assets_dir() / "default"
+
+
+def shipped_onnx_dir() -> Path:
+    """The shipped default model's exported step graphs (``dwancodec export`` output)."""
+    return default_model_dir() / "onnx"
+
+
+def demo_clip() -> Path:
+    """The bundled speech clip (see ``dwancodec/assets/demo/ATTRIBUTION.md``)."""
+    return assets_dir() / "demo" / DEMO_CLIP
