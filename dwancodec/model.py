@@ -153,7 +153,7 @@ class Codec(nn.Module):
     # Persistence ------------------------------------------------------------------------------
     def identity(self) -> str:
         """``name@sha256[:16]`` of the config JSON and the weights: names a bitstream's model."""
-        return _identity(self.config.to_json(), self.state_dict())
+        return _identity(self.config, self.state_dict())
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (no pickle) into ``directory``.
@@ -166,12 +166,11 @@ class Codec(nn.Module):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self.config.save(d / CONFIG_FILE)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        if dtype is not None:
-            tensors = {k: v.to(dtype) if v.is_floating_point() else v
-                       for k, v in tensors.items()}
-        loaded = {k: v.to(self.state_dict()[k].dtype) for k, v in tensors.items()}
-        identity = _identity(self.config.to_json(), loaded)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tensors = state if dtype is None else {
+            k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        loaded = {k: v.to(state[k].dtype) for k, v in tensors.items()}  # what from_pretrained sees
+        identity = _identity(self.config, loaded)
         save_file(tensors, str(d / WEIGHTS_FILE), metadata={"identity": identity})
         return d
 
@@ -231,10 +230,9 @@ class Codec(nn.Module):
         return json.dumps(self.describe(), indent=2)
 
 
-def _identity(config_json: str, state: dict[str, Tensor]) -> str:
-    h = hashlib.sha256(config_json.encode())
+def _identity(config: CodecConfig, state: dict[str, Tensor]) -> str:
+    h = hashlib.sha256(config.to_json().encode())
     for k, v in sorted(state.items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    name = json.loads(config_json).get("name", "codec")
-    return f"{name}@{h.hexdigest()[:16]}"
+    return f"{config.name}@{h.hexdigest()[:16]}"
