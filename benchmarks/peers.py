@@ -59,10 +59,10 @@ def _build(name: str) -> tuple[Any, dict[str, Any]]:
     if name == "encodec":
         import types
 
-        try:
-            import torchaudio  # noqa: F401
-        except ImportError:  # no torchaudio for torch 2.13; encodec.utils imports it for I/O only
-            sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+        # encodec.utils imports torchaudio for its file I/O only, which this worker never calls;
+        # the project does not depend on torchaudio (none exists for torch 2.13), so an empty
+        # placeholder module satisfies that import.
+        sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
         from encodec import EncodecModel
 
         model = EncodecModel.encodec_model_24khz(pretrained=False)

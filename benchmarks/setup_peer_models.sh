@@ -40,11 +40,7 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 import sys, types
 import torch
 assert torch.__version__.startswith("2.13.0"), f"wrong torch in the peers venv: {torch.__version__}"
-try:
-    import torchaudio  # noqa: F401
-    print("note: a real torchaudio is installed in this venv")
-except ImportError:
-    sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # as benchmarks/peers.py
 import encodec, snac  # noqa: F401
 from moshi.models import compression  # noqa: F401
 print(f"peers venv ok: torch {torch.__version__}, encodec, moshi (Mimi), snac")
