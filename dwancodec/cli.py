@@ -141,6 +141,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint folder (default .checkpoints/<experiment-name>)")
     p.add_argument("--experiment-name", default=None)
     p.add_argument("--resume", action="store_true", help="resume from the latest checkpoint")
+    p.add_argument("--init-from", default=None, metavar="BUNDLE",
+                   help="start from the weights of a model folder (e.g. dwancodec/assets/"
+                        "default) or checkpoint, with a fresh optimizer: fine-tuning")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best available)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None)
     p.add_argument("--log", choices=("tensorboard", "wandb", "csv"), default=None)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
+HEAD_KINDS = ("magphase", "complex", "mdct")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class DecoderConfig:
     mlp_ratio: float = 3.0
     n_fft: int = 320
     istft_hop: int = 80
+    # What the head predicts per synthesis frame: "magphase" (Vocos: log-magnitude + phase),
+    # "complex" (real + imaginary, a linear output) or "mdct" (``istft_hop`` real MDCT
+    # coefficients; sine window, time-domain aliasing cancellation, needs n_fft = 2 * istft_hop).
+    head: str = "magphase"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,16 @@ class CodecConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def identity_json(self) -> str:
+        """The JSON a model identity hashes: fields added after the first release are left out
+        while they hold their default, so models saved before them keep their identity (and
+        their bitstreams and ONNX exports stay valid)."""
+        data = self.to_dict()
+        for section, name in LATER_FIELDS:
+            if data[section][name] == getattr(_DEFAULT_SECTIONS[section], name):
+                del data[section][name]
+        return json.dumps(data, indent=2, sort_keys=True)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n")
@@ -127,6 +142,12 @@ class CodecConfig:
                 raise ValueError(f"unknown config field {key!r}")
             node[leaf] = value
         return CodecConfig.from_dict(data)
+
+
+# (section, field) added after dwancodec-16k v1; see CodecConfig.identity_json.
+LATER_FIELDS = (("decoder", "head"),)
+_DEFAULT_SECTIONS = {"encoder": EncoderConfig(), "quantizer": QuantizerConfig(),
+                     "decoder": DecoderConfig()}
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
@@ -182,6 +203,13 @@ def validate_config(cfg: CodecConfig) -> None:
         )
     if dec.n_fft % 2:
         raise ValueError(f"decoder.n_fft must be even, got {dec.n_fft}")
+    if dec.head not in HEAD_KINDS:
+        raise ValueError(f"decoder.head must be one of {HEAD_KINDS}, got {dec.head!r}")
+    if dec.head == "mdct" and dec.n_fft != 2 * dec.istft_hop:
+        raise ValueError(
+            f"decoder.head 'mdct' needs n_fft = 2 * istft_hop, got n_fft={dec.n_fft}, "
+            f"istft_hop={dec.istft_hop}"
+        )
 
 
 def named_configs() -> dict[str, CodecConfig]:

@@ -73,8 +73,74 @@ def bitrate(frame_rate: float, num_quantizers: int, codebook_size: int) -> float
     """Bits per second of ``num_quantizers`` codes per frame at their information width.
 
     >>> round(bitrate(50, 8, 8 * 8 * 8 * 6 * 5))
-    5566
+    5563
     >>> bitrate(50, 1, 1024)
     500.0
     """
     return frame_rate * num_quantizers * math.log2(codebook_size)
+
+
+def synthesis_window(n_fft: int, kind: str = "hann") -> list[float]:
+    """The head's synthesis window as floats: periodic Hann, or the MDCT sine window.
+
+    >>> [round(v, 3) for v in synthesis_window(4)]
+    [0.0, 0.5, 1.0, 0.5]
+    >>> [round(v, 3) for v in synthesis_window(4, "sine")]
+    [0.383, 0.924, 0.924, 0.383]
+    """
+    if kind == "sine":
+        return [math.sin(math.pi * (i + 0.5) / n_fft) for i in range(n_fft)]
+    return [0.5 - 0.5 * math.cos(2 * math.pi * i / n_fft) for i in range(n_fft)]
+
+
+def blind_profile(hop_length: int, n_fft: int, istft_hop: int, head_delay: int = 0,
+                  window: str = "hann") -> list[float]:
+    """Per output sample of a code frame's block, the share of its overlap-add weight that
+    comes from windows emitted by code frames that had *not yet seen* that input sample.
+
+    Code frame ``t`` has seen input ``[0, (t + 1) * hop)`` and emits ``hop / istft_hop``
+    windows of ``n_fft`` samples starting at ``t * hop + u * istft_hop - head_delay``; output
+    sample ``s`` is the window-weighted sum of every window covering it. A window of a frame
+    that ended before ``s`` is an extrapolation: no loss can make that part match the input.
+    (For the MDCT head, whose overlap-add is not a weighted average, the squared window is the
+    weight: ``w^2`` sums to 1 under Princen-Bradley.)
+
+    >>> p = blind_profile(320, 320, 80)   # v1 head: all blind at a block start, none from 15 ms
+    >>> round(p[0], 2), round(p[80], 2), round(p[120], 2), round(p[240], 2)
+    (1.0, 0.75, 0.5, 0.0)
+    """
+    w = synthesis_window(n_fft, window)
+    weight = [v * v for v in w] if window == "sine" else w
+    frames_per_code = hop_length // istft_hop
+    profile = []
+    for offset in range(hop_length):
+        seen = blind = 0.0
+        # Frames whose windows can reach this sample: a window ends n_fft samples after its start.
+        first = -(n_fft + head_delay) // hop_length - 1
+        for t in range(first, head_delay // hop_length + 2):
+            for u in range(frames_per_code):
+                pos = offset - (t * hop_length + u * istft_hop - head_delay)
+                if 0 <= pos < n_fft:
+                    if offset >= (t + 1) * hop_length:
+                        blind += weight[pos]
+                    else:
+                        seen += weight[pos]
+        profile.append(blind / (blind + seen) if blind + seen > 0 else 0.0)
+    return profile
+
+
+def blind_share(hop_length: int, n_fft: int, istft_hop: int, head_delay: int = 0,
+                window: str = "hann") -> float:
+    """Mean of :func:`blind_profile` over a block: the share of the output that the head
+    extrapolates beyond what the encoder has seen (0 = every output sample is decided by
+    frames that saw it).
+
+    >>> round(blind_share(320, 320, 80), 3)   # default-v1: 38 % of each block is a guess
+    0.377
+    >>> round(blind_share(320, 160, 80), 3)   # a 10 ms window at the same 20 ms latency
+    0.127
+    >>> blind_share(160, 240, 80, head_delay=160)   # 10 ms frames + 10 ms synthesis delay
+    0.0
+    """
+    profile = blind_profile(hop_length, n_fft, istft_hop, head_delay, window)
+    return sum(profile) / len(profile)

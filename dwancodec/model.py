@@ -231,7 +231,7 @@ class Codec(nn.Module):
 
 
 def _identity(config: CodecConfig, state: dict[str, Tensor]) -> str:
-    h = hashlib.sha256(config.to_json().encode())
+    h = hashlib.sha256(config.identity_json().encode())
     for k, v in sorted(state.items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())

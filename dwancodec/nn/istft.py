@@ -1,4 +1,4 @@
-"""Zero-latency streaming ISTFT head (Vocos-style magnitude + phase, real-valued inverse DFT).
+"""Zero-latency streaming overlap-add head: ISTFT (magnitude + phase, or complex) or IMDCT.
 
 Alignment (the deliberate choice): code frame ``t`` yields ``U = hop / istft_hop`` synthesis
 frames; sub-frame ``u`` is a window of ``n_fft`` samples that starts at sample
@@ -14,6 +14,22 @@ used for normalisation is the steady-state one everywhere and offline == streami
 
 No complex tensors: the inverse real DFT (``irfft``) is a matmul with a fixed basis that also
 folds in the synthesis window, so the graph exports to ONNX as MatMul/Mul/Pad/Add.
+
+What a synthesis frame is made of (``DecoderConfig.head``):
+
+- ``magphase``: Vocos. ``exp(log-magnitude)`` and a phase per bin; a non-linear map, and the
+  phase is only defined modulo 2 pi, which makes it hard to learn with regression losses.
+- ``complex``: real and imaginary parts per bin straight from the linear layer (the frame is a
+  linear function of the features, so waveform and complex-spectrum losses have plain
+  gradients).
+- ``mdct``: ``istft_hop`` real MDCT coefficients per frame (StreamCodec); a sine window with
+  ``n_fft = 2 * istft_hop`` satisfies Princen-Bradley, so the overlap-add envelope is 1 and
+  time-domain aliasing cancels between neighbouring frames.
+
+All three end in the same windowed overlap-add, so the streaming state is the same ``tail``.
+
+The blind share (:func:`dwancodec.lengths.blind_share`) says how much of the output this
+zero-latency alignment makes the network extrapolate; shorter windows lower it.
 """
 
 from __future__ import annotations
@@ -47,6 +63,26 @@ def irfft_basis(n_fft: int, window: Tensor) -> Tensor:
     return basis.to(torch.float32)
 
 
+def imdct_basis(hop: int, window: Tensor) -> Tensor:
+    """``[hop, 2 * hop]`` matrix M with ``coeffs @ M`` = windowed inverse MDCT of one frame.
+
+    ``y[n] = w[n] * (2 / N) sum_k X_k cos(pi / N (n + 1/2 + N / 2)(k + 1/2))`` with ``N = hop``;
+    with a Princen-Bradley window (``w[n]^2 + w[n + N]^2 = 1``, e.g. the sine window) and the
+    matching analysis, overlap-adding these frames at hop ``N`` reconstructs the signal exactly.
+    """
+    n_coef = hop
+    k = torch.arange(n_coef, dtype=torch.float64)[:, None]
+    n = torch.arange(2 * hop, dtype=torch.float64)[None, :]
+    basis = torch.cos(math.pi / hop * (n + 0.5 + hop / 2) * (k + 0.5)) * (2.0 / hop)
+    return (basis * window.to(torch.float64)[None, :]).to(torch.float32)
+
+
+def sine_window(n: int) -> Tensor:
+    """``sin(pi (i + 1/2) / n)``: Princen-Bradley for hop ``n / 2`` (the MDCT window)."""
+    i = torch.arange(n, dtype=torch.float64)
+    return torch.sin(math.pi * (i + 0.5) / n).to(torch.float32)
+
+
 def ola_envelope(window: Tensor, hop: int) -> Tensor:
     """Steady-state overlap-add sum of ``window`` at ``hop``: ``[hop]`` (period of the envelope).
 
@@ -62,19 +98,28 @@ class ISTFTHead(Stateful):
     State ``tail``: ``[n_fft - istft_hop]``, the overlap-add samples after the last emitted one.
     """
 
-    def __init__(self, dim: int, hop_length: int, n_fft: int, istft_hop: int) -> None:
+    def __init__(self, dim: int, hop_length: int, n_fft: int, istft_hop: int,
+                 kind: str = "magphase") -> None:
         super().__init__()
         self.n_fft = n_fft
         self.istft_hop = istft_hop
+        self.kind = kind
         self.frames_per_code = hop_length // istft_hop
         self.overlap = n_fft // istft_hop  # R: windows covering each output sample
         self.n_bins = n_fft // 2 + 1
-        self.out = nn.Linear(dim, self.frames_per_code * 2 * self.n_bins)
-        window = torch.hann_window(n_fft, periodic=True)
-        self.register_buffer("basis", irfft_basis(n_fft, window), persistent=False)
-        self.register_buffer(
-            "inv_envelope", 1.0 / ola_envelope(window, istft_hop), persistent=False
-        )
+        if kind == "mdct":
+            self.coeffs_per_frame = istft_hop
+            window = sine_window(n_fft)
+            basis = imdct_basis(istft_hop, window)
+            inv_envelope = torch.ones(istft_hop)  # Princen-Bradley: the frames sum to 1
+        else:
+            self.coeffs_per_frame = 2 * self.n_bins
+            window = torch.hann_window(n_fft, periodic=True)
+            basis = irfft_basis(n_fft, window)
+            inv_envelope = 1.0 / ola_envelope(window, istft_hop)
+        self.out = nn.Linear(dim, self.frames_per_code * self.coeffs_per_frame)
+        self.register_buffer("basis", basis, persistent=False)
+        self.register_buffer("inv_envelope", inv_envelope, persistent=False)
 
     def state_spec(self) -> dict[str, StateSpec]:
         return {"tail": StateSpec((self.n_fft - self.istft_hop,))}
@@ -87,9 +132,18 @@ class ISTFTHead(Stateful):
         # exp keeps magnitudes positive; the clip avoids overflow early in training (as Vocos).
         return torch.exp(log_mag).clamp(max=1e2), phase
 
+    def coefficients(self, x: Tensor) -> Tensor:
+        """Features ``[B, dim, F]`` -> per-frame coefficients ``[B, F * U, coeffs_per_frame]``
+        (``cat(re, im)`` of the spectrum, or MDCT coefficients), the input of the basis."""
+        if self.kind == "magphase":
+            mag, phase = self.spectrum(x)
+            return torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
+        b, _, f = x.shape
+        return self.out(x.transpose(1, 2)).reshape(b, f * self.frames_per_code,
+                                                   self.coeffs_per_frame)
+
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        mag, phase = self.spectrum(x)
-        frames = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1) @ self.basis
+        frames = self.coefficients(x) @ self.basis
         b, n, _ = frames.shape  # n synthesis frames, each n_fft windowed samples
         r, h = self.overlap, self.istft_hop
         pieces = frames.reshape(b, n, r, h)

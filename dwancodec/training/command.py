@@ -15,7 +15,7 @@ FLAG_FIELDS = {
     "experiment_name": "experiment_name", "max_steps": "max_steps",
     "segment_seconds": "segment_seconds", "device": "device", "precision": "precision",
     "log": "log", "num_workers": "num_workers", "threads": "threads",
-    "model_config": "model_config",
+    "model_config": "model_config", "init_from": "init_from",
 }
 
 
@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, progress=not args.quiet)
     if args.resume and trainer.resume():
         print(f"resumed from step {trainer.step} in {cfg.checkpoint_dir}")
-    elif args.resume:
+    elif args.resume and not trainer.init_report:
         print(f"no checkpoint in {cfg.checkpoint_dir}; starting from scratch")
+    if trainer.init_report and trainer.step == 0:
+        print(trainer.init_report)
     trainer.fit()
     print(f"done at step {trainer.step}; inference bundle: "
           f"{cfg.checkpoint_dir / 'bundle-latest'}")

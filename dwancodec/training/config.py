@@ -13,6 +13,10 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "waveform_l1": 0.0,
     "stft": 1.0,
     "mel": 15.0,
+    "complex_stft": 0.0,
+    "phase_ip": 0.0,
+    "phase_gd": 0.0,
+    "phase_iaf": 0.0,
     "commitment": 0.25,
     "codebook": 1.0,
     "entropy": 0.1,
@@ -48,6 +52,13 @@ class TrainConfig:
     gan_start_step: int = 20_000
     adversarial_loss: str = "hinge"
     discriminators: tuple[str, ...] = ("mrstft",)
+    # Discriminators see a random crop of this many seconds of each segment (0: all of it):
+    # their cost grows with the length, and short crops judge local texture just as well.
+    disc_segment_seconds: float = 0.0
+    disc_channels: int = 32
+    # A bundle folder or checkpoint whose model weights start the run (fresh optimizer);
+    # tensors whose shape differs (e.g. a new head) keep their initialisation.
+    init_from: str = ""
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
     precision: str = "fp32"

@@ -68,20 +68,59 @@ class PeriodDiscriminator(nn.Module):
         return self.out(h), feats
 
 
-def build_discriminators(names: tuple[str, ...], sample_rate: int) -> nn.ModuleList:
-    """``mrstft``: STFT discriminators at 3 resolutions scaled to the rate; ``mpd``: periods
-    2, 3, 5, 7, 11."""
+class SpectralDiscriminator1d(nn.Module):
+    """A CPU-cheap STFT discriminator: 1-D convs over STFT frames with frequency as channels.
+
+    Input: the power-compressed complex STFT (real, imaginary: ``2 * (n_fft // 2 + 1)``
+    channels) so it sees phase. A 2-D conv net over the same STFT costs ~30x more on a CPU
+    because it keeps ``channels`` feature maps at every frequency.
+    """
+
+    def __init__(self, n_fft: int, hop: int, channels: int = 64) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        c, n_in = channels, 2 * (n_fft // 2 + 1)
+        self.convs = nn.ModuleList([
+            weight_norm(nn.Conv1d(n_in, 2 * c, 3, padding=1)),
+            weight_norm(nn.Conv1d(2 * c, 2 * c, 5, padding=2, groups=4)),
+            weight_norm(nn.Conv1d(2 * c, 2 * c, 5, stride=2, padding=2, groups=4)),
+            weight_norm(nn.Conv1d(2 * c, 2 * c, 3, padding=1)),
+        ])
+        self.out = weight_norm(nn.Conv1d(2 * c, 1, 3, padding=1))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Features]:
+        spec = torch.stft(x[:, 0], self.n_fft, self.hop, window=self.window,
+                          return_complex=True)  # [B, F, frames]
+        scale = (spec.real.square() + spec.imag.square() + 1e-9).pow(-0.35)  # |X|^0.3 / |X|
+        h = torch.cat([spec.real * scale, spec.imag * scale], dim=1)
+        feats = []
+        for conv in self.convs:
+            h = F.leaky_relu(conv(h), 0.1)
+            feats.append(h)
+        return self.out(h), feats
+
+
+def build_discriminators(names: tuple[str, ...], sample_rate: int, channels: int = 32
+                         ) -> nn.ModuleList:
+    """``mrstft``: 2-D STFT discriminators at 3 resolutions scaled to the rate; ``stft1d``: the
+    cheap 1-D ones (:class:`SpectralDiscriminator1d`) at the same resolutions; ``mpd``: periods
+    2, 3, 5, 7, 11. ``channels`` sizes each (the 1-D ones use twice as many)."""
     scale = sample_rate / 16000
     ds: list[nn.Module] = []
     for name in names:
         if name == "mrstft":
             for n_fft in (1024, 512, 256):
                 n = int(n_fft * scale)
-                ds.append(STFTDiscriminator(n, n // 4))
+                ds.append(STFTDiscriminator(n, n // 4, channels))
+        elif name == "stft1d":
+            for n_fft in (1024, 512, 256):
+                n = int(n_fft * scale)
+                ds.append(SpectralDiscriminator1d(n, n // 4, channels))
         elif name == "mpd":
-            ds += [PeriodDiscriminator(p) for p in (2, 3, 5, 7, 11)]
+            ds += [PeriodDiscriminator(p, channels) for p in (2, 3, 5, 7, 11)]
         else:
-            raise ValueError(f"unknown discriminator {name!r}; choose mrstft or mpd")
+            raise ValueError(f"unknown discriminator {name!r}; choose mrstft, stft1d or mpd")
     return nn.ModuleList(ds)
 
 
@@ -94,9 +133,10 @@ class Adversary(nn.Module):
     """
 
     def __init__(self, names: tuple[str, ...], sample_rate: int, lr: float,
-                 betas: tuple[float, float], loss_kind: str = "hinge") -> None:
+                 betas: tuple[float, float], loss_kind: str = "hinge", channels: int = 32
+                 ) -> None:
         super().__init__()
-        self.discriminators = build_discriminators(names, sample_rate)
+        self.discriminators = build_discriminators(names, sample_rate, channels)
         self.loss_kind = loss_kind
         self.optimizer = torch.optim.AdamW(self.discriminators.parameters(), lr=lr, betas=betas)
 

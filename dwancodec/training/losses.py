@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -120,3 +122,73 @@ def si_sdr_torch(ref: Tensor, est: Tensor) -> Tensor:
     target = alpha * ref
     return 10 * torch.log10(target.pow(2).sum(1) / ((est - target).pow(2).sum(1) + 1e-8) + 1e-8)
 
+
+
+def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
+    """``[B, 1, T]`` -> complex ``[B, n_fft // 2 + 1, frames]``."""
+    return torch.stft(x[:, 0], n_fft, hop, window=window, return_complex=True, center=True)
+
+
+def compress(spec: Tensor, power: float = 0.3, eps: float = 1e-9) -> Tensor:
+    """Power-law compressed complex spectrum ``|X|^p e^{i angle X}`` (MP-SENet / APNet2)
+    as ``[..., 2]`` real; ``eps`` keeps the gradient of ``|X|^p`` finite at 0."""
+    mag2 = spec.real.square() + spec.imag.square() + eps
+    scale = mag2.pow((power - 1) / 2)  # |X|^(p - 1)
+    return torch.stack([spec.real * scale, spec.imag * scale], dim=-1)
+
+
+class ComplexSTFTLoss(nn.Module):
+    """Multi-resolution MSE between power-compressed complex spectra, plus the same on the
+    compressed magnitudes: a spectral loss that sees phase (the magnitude-only losses let
+    neighbouring windows add with unrelated phases)."""
+
+    def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((512, 128), (256, 64),
+                                                                   (128, 32)),
+                 power: float = 0.3) -> None:
+        super().__init__()
+        self.resolutions, self.power = resolutions, power
+        for n_fft, _ in resolutions:
+            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        total = y.new_zeros(())
+        for n_fft, hop in self.resolutions:
+            w = getattr(self, f"window_{n_fft}")
+            c_hat, c = compress(_stft(y_hat, n_fft, hop, w)), compress(_stft(y, n_fft, hop, w))
+            mag_hat, mag = c_hat.norm(dim=-1), c.norm(dim=-1)
+            total = total + F.mse_loss(c_hat, c) + F.mse_loss(mag_hat, mag)
+        return total / len(self.resolutions)
+
+
+def anti_wrap(x: Tensor) -> Tensor:
+    """APNet's anti-wrapping function ``|x - 2 pi round(x / 2 pi)|``: phase error in [0, pi]."""
+    return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
+
+
+class PhaseLoss(nn.Module):
+    """APNet's anti-wrapping phase losses on the STFT of output and target: instantaneous
+    phase (``ip``), group delay (``gd``, phase difference along frequency) and instantaneous
+    angular frequency (``iaf``, along time). Bins are weighted by the target's compressed
+    magnitude, because the phase of near-silent bins is noise that no decoder can match."""
+
+    def __init__(self, n_fft: int = 320, hop: int = 80, power: float = 0.3) -> None:
+        super().__init__()
+        self.n_fft, self.hop, self.power = n_fft, hop, power
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, y_hat: Tensor, y: Tensor) -> dict[str, Tensor]:
+        s_hat, s = _stft(y_hat, self.n_fft, self.hop, self.window), _stft(y, self.n_fft,
+                                                                           self.hop, self.window)
+        p_hat, p = torch.angle(s_hat), torch.angle(s)
+        weight = s.abs().pow(self.power).detach()
+
+        def mean(err: Tensor, wt: Tensor) -> Tensor:
+            return (err * wt).sum() / (wt.sum() + 1e-9)
+
+        w_f = torch.minimum(weight[:, 1:], weight[:, :-1])
+        w_t = torch.minimum(weight[..., 1:], weight[..., :-1])
+        return {
+            "phase_ip": mean(anti_wrap(p_hat - p), weight),
+            "phase_gd": mean(anti_wrap(torch.diff(p_hat, dim=1) - torch.diff(p, dim=1)), w_f),
+            "phase_iaf": mean(anti_wrap(torch.diff(p_hat, dim=2) - torch.diff(p, dim=2)), w_t),
+        }

@@ -36,7 +36,7 @@ from .config import TrainConfig
 from .data import AudioCorpus, Augment, SegmentDataset, validation_segments
 from .discriminators import Adversary
 from .logger import MetricLogger
-from .losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
+from .losses import ComplexSTFTLoss, MultiResolutionSTFTLoss, MultiScaleMelLoss, PhaseLoss
 from .validate import validate
 
 
@@ -123,6 +123,33 @@ def pick_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def init_weights(model: Codec, source: str) -> str:
+    """Copy model weights from a bundle folder, ``.safetensors`` file or training checkpoint
+    into ``model``; tensors missing there or of another shape keep their initialisation.
+    Returns a one-line report of what was copied."""
+    from safetensors.torch import load_file
+
+    path = Path(source)
+    if path.is_dir() and (path / "model.safetensors").exists():
+        tensors = load_file(str(path / "model.safetensors"))
+    elif path.suffix == ".safetensors" and path.exists():
+        tensors = load_file(str(path))
+    elif path.exists():
+        tensors = load_checkpoint(path, "cpu")["model"]
+    else:
+        raise FileNotFoundError(f"--init-from: no bundle or checkpoint at {path}")
+    own = model.state_dict()
+    taken = {k: v.to(own[k].dtype) for k, v in tensors.items()
+             if k in own and own[k].shape == v.shape}
+    if not taken:
+        raise ValueError(f"--init-from {path}: no tensor matches this model's names and shapes")
+    model.load_state_dict(taken, strict=False)
+    fresh = sorted(k for k in own if k not in taken)
+    return (f"initialised {len(taken)}/{len(own)} tensors from {path}"
+            + (f"; fresh: {', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}"
+               if fresh else ""))
+
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs/resumes training."""
 
@@ -142,6 +169,7 @@ class Trainer:
         if mc.sample_rate != cfg.sample_rate:
             mc = mc.replace(sample_rate=cfg.sample_rate)
         self.model = Codec(mc).to(self.device)
+        self.init_report = init_weights(self.model, cfg.init_from) if cfg.init_from else ""
         broadcast_module(self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                            weight_decay=cfg.weight_decay)
@@ -150,10 +178,12 @@ class Trainer:
             lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
         )
         self.adversary = Adversary(cfg.discriminators, cfg.sample_rate, cfg.lr_disc, cfg.betas,
-                                   cfg.adversarial_loss).to(self.device)
+                                   cfg.adversarial_loss, cfg.disc_channels).to(self.device)
         broadcast_module(self.adversary)
         self.mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(self.device)
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
+        self.complex_loss = ComplexSTFTLoss().to(self.device)
+        self.phase_loss = PhaseLoss().to(self.device)
         self.ema: dict[str, Tensor] | None = (
             {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if cfg.ema_decay > 0 else None
@@ -222,20 +252,17 @@ class Trainer:
         fake = out.audio.float()
         logs: dict[str, Tensor] = {}
         if self.gan_active():
+            real_crop, fake_crop = self.disc_crop(audio, fake)
             logs |= self.adversary.discriminator_step(
-                audio, fake, cfg.grad_clip,
+                real_crop, fake_crop, cfg.grad_clip,
                 lambda params: sync_gradients(params, self.dist.world_size),
             )
 
-        losses: dict[str, Tensor] = {
-            "mel": self.mel_loss(fake, audio),
-            "stft": self.stft_loss(fake, audio),
-            "waveform_l1": (fake - audio).abs().mean(),
-            **out.losses,
-        }
+        losses = self.reconstruction_losses(fake, audio)
+        losses |= out.losses
         if self.gan_active():
             with self.autocast():
-                losses |= self.adversary.generator_losses(audio, fake)
+                losses |= self.adversary.generator_losses(real_crop, fake_crop)
         total = sum(w[k] * v for k, v in losses.items() if w.get(k, 0.0) > 0)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -255,6 +282,35 @@ class Trainer:
             logs[k] = v
         return {k: float(v.detach()) if isinstance(v, Tensor) else float(v)
                 for k, v in logs.items()}
+
+    def reconstruction_losses(self, fake: Tensor, audio: Tensor) -> dict[str, Tensor]:
+        """The weighted reconstruction losses (keys = weight names = log names). A loss with
+        weight 0 is not computed: each costs STFTs and their backward pass on every step."""
+        w = self.cfg.loss_weights
+        on = {k for k, v in w.items() if v > 0}
+        losses: dict[str, Tensor] = {}
+        if "mel" in on:
+            losses["mel"] = self.mel_loss(fake, audio)
+        if "stft" in on:
+            losses["stft"] = self.stft_loss(fake, audio)
+        if "waveform_l1" in on:
+            losses["waveform_l1"] = (fake - audio).abs().mean()
+        if "complex_stft" in on:
+            losses["complex_stft"] = self.complex_loss(fake, audio)
+        if on & {"phase_ip", "phase_gd", "phase_iaf"}:
+            losses |= self.phase_loss(fake, audio)
+        return losses
+
+    def disc_crop(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """The same random window of ``disc_segment_seconds`` from real and fake (the whole
+        segment when 0 or longer). Drawn from a generator seeded by the step: exact resume."""
+        n = round(self.cfg.disc_segment_seconds * self.cfg.sample_rate)
+        t = real.shape[-1]
+        if n <= 0 or n >= t:
+            return real, fake
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        start = int(torch.randint(0, t - n + 1, (1,), generator=g))
+        return real[..., start:start + n], fake[..., start:start + n]
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -341,6 +397,7 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True)
         t0, last_logged = time.perf_counter(), self.step
+        c0 = time.process_time()
         try:
             for audio in loader:
                 if self.step >= cfg.max_steps:
@@ -352,10 +409,15 @@ class Trainer:
                     logs["audio_seconds_per_second"] = (
                         (self.step - last_logged) * seconds_per_batch / max(elapsed, 1e-9)
                     )
+                    # CPU seconds per step: less sensitive than wall time to other jobs
+                    # sharing the machine (the ablation compares step costs by it).
+                    logs["cpu_seconds_per_step"] = (
+                        (time.process_time() - c0) / max(1, self.step - last_logged))
                     t0, last_logged = time.perf_counter(), self.step
+                    c0 = time.process_time()
                     if self.logger:
                         self.logger.scalars("train", logs, self.step)
-                    bar.set_postfix(mel=f"{logs['mel']:.3f}", stft=f"{logs['stft']:.3f}",
+                    bar.set_postfix(total=f"{logs['total']:.3f}",
                                     aps=f"{logs['audio_seconds_per_second']:.1f}")
                 if self.step % cfg.val_every == 0:
                     self.run_validation()
