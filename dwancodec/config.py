@@ -119,11 +119,18 @@ class CodecConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> CodecConfig:
+        """Read a JSON config; ``ValueError`` naming the file and the problem."""
+        p = Path(path)
+        if p.stat().st_size > 1 << 20:
+            raise ValueError(f"config file {p} is not a codec config (larger than 1 MB)")
         try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"config file {path} is not valid JSON: {e}") from None
-        return cls.from_dict(data)
+            data = json.loads(p.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise ValueError(f"config file {p} is not valid JSON: {e}") from None
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"config file {p}: {e}") from None
 
     def replace(self, **changes: Any) -> CodecConfig:
         """A copy with top-level fields or dotted sub-fields changed.
@@ -161,6 +168,9 @@ def _from_dict(cls: type, data: dict[str, Any]) -> Any:
     nested = {"encoder": EncoderConfig, "quantizer": QuantizerConfig, "decoder": DecoderConfig}
     for name, value in data.items():
         if cls is CodecConfig and name in nested:
+            if not isinstance(value, dict):
+                raise ValueError(f"config field {name} must be a section (JSON object), got "
+                                 f"{value!r:.80}")
             kwargs[name] = _from_dict(nested[name], value)
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
@@ -169,8 +179,80 @@ def _from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+# Bounds of every numeric field (inclusive), so that a config file can never ask for a model
+# too large to build; a model's total size is bounded again by MAX_PARAMETERS (model.py).
+BOUNDS: dict[str, tuple[float, float]] = {
+    "sample_rate": (1, 768_000), "latent_dim": (1, 4096),
+    "encoder.strides": (1, 64), "encoder.channels": (1, 4096), "encoder.depths": (0, 64),
+    "encoder.kernel_size": (1, 63), "encoder.mlp_ratio": (0.0625, 16),
+    "quantizer.num_quantizers": (1, 64), "quantizer.levels": (2, 65535),
+    "quantizer.lfq_bits": (1, 24), "quantizer.codebook_size": (2, 65536),
+    "quantizer.codebook_dim": (1, 1024), "quantizer.ema_decay": (0, 1),
+    "quantizer.dead_code_threshold": (0, 1e6), "quantizer.quantizer_dropout": (0, 1),
+    "decoder.dim": (1, 4096), "decoder.depth": (0, 64), "decoder.kernel_size": (1, 63),
+    "decoder.input_kernel_size": (1, 63), "decoder.mlp_ratio": (0.0625, 16),
+    "decoder.n_fft": (2, 16384), "decoder.istft_hop": (1, 8192),
+}
+MAX_TUPLE = 16          # entries of encoder.strides/channels/depths and quantizer.levels
+MAX_NAME = 200          # characters of a config name (the model identity adds 17)
+MAX_HOP = 1 << 16       # product of encoder.strides
+MAX_CODEBOOK = 1 << 24  # product of quantizer.levels
+
+
+def _check_field(where: str, value: Any, kind: str) -> None:
+    """One field against its annotated type (``int``, ``float``, ``str``, ``tuple[int, ...]``)
+    and its :data:`BOUNDS`."""
+    def bad(expected: str) -> ValueError:
+        return ValueError(f"config field {where} must be {expected}, got {value!r:.80}")
+
+    lo, hi = BOUNDS.get(where, (None, None))
+    rng = f" in [{lo:g}, {hi:g}]" if lo is not None else ""
+    if kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(f"an integer{rng}")
+        if lo is not None and not lo <= value <= hi:
+            raise bad(f"an integer{rng}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise bad(f"a number{rng}")
+        if lo is not None and not lo <= value <= hi:
+            raise bad(f"a number{rng}")
+    elif kind.startswith("tuple"):
+        if not isinstance(value, tuple) or not 1 <= len(value) <= MAX_TUPLE or any(
+                isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise bad(f"a list of 1 to {MAX_TUPLE} integers{rng}")
+        if lo is not None and any(not lo <= v <= hi for v in value):
+            raise bad(f"a list of 1 to {MAX_TUPLE} integers{rng}")
+
+
+def check_types(cfg: CodecConfig) -> None:
+    """Every field of ``cfg`` has its annotated type and lies within :data:`BOUNDS`; raises
+    ``ValueError`` naming the first that does not (``config field decoder.dim must be ...``)."""
+    sections = {"encoder": EncoderConfig, "quantizer": QuantizerConfig,
+                "decoder": DecoderConfig}
+    for f in dataclasses.fields(CodecConfig):
+        value = getattr(cfg, f.name)
+        if f.name in sections:
+            if not isinstance(value, sections[f.name]):
+                raise ValueError(f"config field {f.name} must be a section (JSON object), "
+                                 f"got {value!r:.80}")
+            for g in dataclasses.fields(sections[f.name]):
+                _check_field(f"{f.name}.{g.name}", getattr(value, g.name), str(g.type))
+        else:
+            _check_field(f.name, value, str(f.type))
+    if not 1 <= len(cfg.name) <= MAX_NAME or not cfg.name.isascii() \
+            or not cfg.name.isprintable() or "@" in cfg.name:
+        raise ValueError(f"config field name must be 1 to {MAX_NAME} printable ASCII "
+                         f"characters without '@', got {cfg.name!r:.80}")
+
+
 def validate_config(cfg: CodecConfig) -> None:
-    """Raise ``ValueError`` naming the field if the geometry cannot work."""
+    """Raise ``ValueError`` naming the field if a type, a bound or the geometry is wrong."""
+    check_types(cfg)
     enc, q, dec = cfg.encoder, cfg.quantizer, cfg.decoder
     if cfg.sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {cfg.sample_rate}")
@@ -182,12 +264,18 @@ def validate_config(cfg: CodecConfig) -> None:
         )
     if any(s < 1 for s in enc.strides):
         raise ValueError(f"encoder.strides must be >= 1, got {enc.strides}")
+    if cfg.hop_length > MAX_HOP:
+        raise ValueError(f"hop length {cfg.hop_length} (product of encoder.strides) is above "
+                         f"{MAX_HOP}")
     if q.kind not in QUANTIZER_KINDS:
         raise ValueError(f"quantizer.kind must be one of {QUANTIZER_KINDS}, got {q.kind!r}")
     if q.num_quantizers < 1:
         raise ValueError(f"quantizer.num_quantizers must be >= 1, got {q.num_quantizers}")
     if q.kind == "fsq" and (not q.levels or any(v < 2 for v in q.levels)):
         raise ValueError(f"quantizer.levels must all be >= 2, got {q.levels}")
+    if q.kind == "fsq" and math.prod(q.levels) > MAX_CODEBOOK:
+        raise ValueError(f"quantizer.levels {q.levels} give {math.prod(q.levels)} codes "
+                         f"(at most {MAX_CODEBOOK})")
     if q.kind == "lfq" and not 1 <= q.lfq_bits <= 24:
         raise ValueError(f"quantizer.lfq_bits must be in [1, 24], got {q.lfq_bits}")
     hop = cfg.hop_length

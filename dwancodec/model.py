@@ -6,13 +6,17 @@ codes ``[B, n_q, F]`` int64 with ``F = ceil(T / hop_length)``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from . import lengths
 from .config import CodecConfig, get_config
@@ -20,7 +24,7 @@ from .nn.decoder import Decoder
 from .nn.encoder import Encoder
 from .quantization import QuantizerOutput, ResidualQuantizer
 from .streaming.state import State, StateSpec, check_state, prefixed, sub_state, zero_state
-from .validation import check_audio, check_codes, check_n_q
+from .validation import check_audio, check_codes, check_device, check_n_q
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -102,7 +106,7 @@ class Codec(nn.Module):
     # Offline ----------------------------------------------------------------------------------
     def encode(self, audio: Tensor, n_q: int | None = None) -> Tensor:
         """``[B, 1, T]`` audio -> ``[B, n_q, ceil(T / hop)]`` codes (tail zero-padded)."""
-        check_audio(audio)
+        audio = check_audio(audio)
         n_q = self.num_codebooks if n_q is None else check_n_q(n_q, self.num_codebooks)
         pad = lengths.pad_to_hop(audio.shape[-1], self.hop_length)
         audio = nn.functional.pad(audio, (0, pad))
@@ -111,8 +115,12 @@ class Codec(nn.Module):
         return codes
 
     def decode(self, codes: Tensor) -> Tensor:
-        """``[B, k, F]`` codes -> ``[B, 1, F * hop]`` audio."""
-        check_codes(codes, self.num_codebooks, self.codebook_size)
+        """``[B, k, F]`` integer codes (tensor or numpy) -> ``[B, 1, F * hop]`` audio (``F = 0``
+        gives ``[B, 1, 0]``)."""
+        device = next(self.parameters()).device
+        codes = check_codes(codes, self.num_codebooks, self.codebook_size).to(device)
+        if codes.shape[-1] == 0:
+            return torch.zeros(codes.shape[0], 1, 0, device=device)
         state = zero_state(self.decoder_state_spec(), codes.shape[0], codes.device)
         audio, _ = self.decoder_step(codes, state)
         return audio
@@ -177,36 +185,47 @@ class Codec(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu"
                         ) -> Codec:
-        """Load a bundle directory (or a ``.safetensors`` file with ``config.json`` beside it)."""
+        """Load a bundle directory (or a ``.safetensors`` file with ``config.json`` beside it).
+
+        Everything is checked before the model is built: the device, the config's types and
+        bounds, and every tensor name, shape and kind in the safetensors header against the
+        ones the config gives; a mismatch is a ``ValueError`` naming the tensor, and nothing
+        larger than the file is ever allocated.
+        """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        device = check_device(map_location)
         p = Path(path)
         weights = p / WEIGHTS_FILE if p.is_dir() else p
         config_path = weights.parent / CONFIG_FILE
         if not weights.exists():
             raise FileNotFoundError(f"no model weights at {weights}")
+        if not weights.is_file():
+            raise ValueError(f"model weights {weights} are not a file")
         if not config_path.exists():
             raise FileNotFoundError(f"no {CONFIG_FILE} beside {weights}")
-        model = cls(CodecConfig.load(config_path))
+        config = CodecConfig.load(config_path)
+        header = read_safetensors_header(weights)
+        expected = expected_tensors(config)
+        _compare_tensors(header, expected, weights, config_path)
+        model = cls(config)
         try:
-            tensors = load_file(str(weights), device=str(map_location))
+            tensors = load_file(str(weights), device="cpu")
         except (SafetensorError, OSError) as e:
             raise ValueError(f"{weights} is not a valid safetensors file: {e}") from None
-        missing, unexpected = model.load_state_dict(tensors, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"{weights} does not match {config_path}: missing {missing[:3]}, "
-                f"unexpected {unexpected[:3]}"
-            )
-        return model.eval().to(map_location)
+        model.load_state_dict(tensors, strict=True)
+        return model.eval().to(device)
 
     @classmethod
     def from_config(cls, name_or_path: str | Path, seed: int | None = None) -> Codec:
-        """A randomly initialised model from a named config or JSON file."""
+        """A randomly initialised model from a named config or JSON file (at most
+        :data:`MAX_PARAMETERS` values)."""
+        config = get_config(name_or_path)
+        expected_tensors(config)  # refuses a config too large to build, before building it
         if seed is not None:
             torch.manual_seed(seed)
-        return cls(get_config(name_or_path)).eval()
+        return cls(config).eval()
 
     def describe(self) -> dict[str, object]:
         """Geometry, size and bitrates, for ``dwancodec info``."""
@@ -228,6 +247,126 @@ class Codec(nn.Module):
 
     def describe_json(self) -> str:
         return json.dumps(self.describe(), indent=2)
+
+
+# Loading: the safetensors header against the config, before anything is allocated ----------
+MAX_PARAMETERS = 1 << 30    # values in a model's state dict (4 GB of float32)
+MAX_HEADER_BYTES = 100 << 20
+_ST_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2,
+                "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
+_KIND = {"B": "bool", "U": "int", "I": "int", "F": "float"}
+
+
+def read_safetensors_header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (safetensors dtype, shape) from a file's header, with every entry checked
+    against the file size (reads only the header). ``ValueError`` if the file is not a valid
+    safetensors file."""
+    p = Path(path)
+    size = p.stat().st_size
+
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"{p} is not a valid safetensors file: {msg}")
+
+    with open(p, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise bad(f"{size} bytes, shorter than the 8-byte header length")
+        n = int.from_bytes(head, "little")
+        if not 2 <= n <= min(size - 8, MAX_HEADER_BYTES):
+            raise bad(f"header length {n} does not fit the file ({size} bytes)")
+        raw = f.read(n)
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise bad(f"header is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise bad("header is not a JSON object")
+    data_size = size - 8 - n
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, e in meta.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(e, dict) or e.get("dtype") not in _ST_ITEMSIZE:
+            raise bad(f"tensor {name!r:.80} has no known dtype")
+        shape, offsets = e.get("shape"), e.get("data_offsets")
+        if not isinstance(shape, list) or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in shape):
+            raise bad(f"tensor {name!r:.80} has an invalid shape {shape!r:.80}")
+        if not isinstance(offsets, list) or len(offsets) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, int) for v in offsets) \
+                or not 0 <= offsets[0] <= offsets[1] <= data_size:
+            raise bad(f"tensor {name!r:.80} has data offsets {offsets!r:.80} outside the file")
+        if offsets[1] - offsets[0] != math.prod(shape) * _ST_ITEMSIZE[e["dtype"]]:
+            raise bad(f"tensor {name!r:.80}: {offsets[1] - offsets[0]} bytes for shape "
+                      f"{shape} {e['dtype']}")
+        out[name] = (e["dtype"], tuple(shape))
+    return out
+
+
+class _LargeOnMeta(TorchFunctionMode):
+    """Factory calls of :data:`_META_MIN` values or more make meta tensors (shape, no memory);
+    smaller ones stay on the CPU, so that building a model allocates a few kB at most.
+
+    (A whole build under ``torch.device("meta")`` would do too, but its first use imports
+    torch._dynamo, which costs seconds on every command.)"""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func in _FACTORIES and kwargs.get("device") is None:
+            size = kwargs.get("size")
+            if size is None:
+                size = args[0] if func is torch.full or (
+                    len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size))) else args
+            try:
+                numel = math.prod(int(v) for v in size)
+            except (TypeError, ValueError):
+                numel = 0
+            if numel >= _META_MIN:
+                kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+_FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn}
+_META_MIN = 4096
+
+
+@functools.lru_cache(maxsize=8)
+def expected_tensors(config: CodecConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (kind ``float``/``int``/``bool``, shape) of ``Codec(config)``'s state
+    dict, found without allocating its large tensors (they are made on the meta device).
+    ``ValueError`` above :data:`MAX_PARAMETERS` values."""
+    try:
+        with _LargeOnMeta():
+            model = Codec(config)
+    except (RuntimeError, NotImplementedError):  # an init mixing devices: all on meta
+        with torch.device("meta"):
+            model = Codec(config)
+    state = model.state_dict()
+    total = sum(t.numel() for t in state.values())
+    if total > MAX_PARAMETERS:
+        raise ValueError(f"config {config.name!r} asks for {total:,} parameters (at most "
+                         f"{MAX_PARAMETERS:,}); check the sizes in its config")
+    return {k: ("float" if t.is_floating_point() else "bool" if t.dtype == torch.bool
+                else "int", tuple(t.shape)) for k, t in state.items()}
+
+
+def _compare_tensors(header: dict[str, tuple[str, tuple[int, ...]]],
+                     expected: dict[str, tuple[str, tuple[int, ...]]], weights: Path,
+                     config_path: Path) -> None:
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{weights} does not match {config_path}: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    for k, (kind, shape) in expected.items():
+        dtype, got = header[k]
+        if got != shape:
+            raise ValueError(f"{weights} does not match {config_path}: tensor {k} has shape "
+                             f"{list(got)} in the file, the config gives {list(shape)}")
+        if _KIND[dtype[0]] != kind:
+            raise ValueError(f"{weights} does not match {config_path}: tensor {k} is {dtype} "
+                             f"in the file, the config gives a {kind} tensor")
 
 
 def _identity(config: CodecConfig, state: dict[str, Tensor]) -> str:

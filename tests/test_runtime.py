@@ -62,7 +62,7 @@ def test_any_chunking_equals_whole(chunks: list[int], frame_chunks: list[int], s
     rt = rt_step()
     x = (0.3 * np.random.default_rng(seed).standard_normal((2, sum(chunks) + 7))).astype(
         np.float32)
-    whole = rt.encode(x)
+    whole = rt.encode(x[:, None])  # [B, 1, T]: two signals
     got = stream(rt.streaming_encoder(2), x, chunks)
     np.testing.assert_array_equal(got, whole)
     audio = rt.decode(whole)
@@ -101,7 +101,7 @@ def test_masked_reset_matches_torch_sessions() -> None:
     o_out += [o_enc.push(y), o_enc.flush()]
     np.testing.assert_array_equal(np.concatenate(o_out, -1), torch.cat(t_out, -1).numpy())
 
-    codes = rt.encode(np.concatenate([x, y], -1))
+    codes = rt.encode(np.concatenate([x, y], -1)[:, None])
     t_dec, o_dec = StreamingDecoder(codec, 3), OnnxStreamingDecoder(rt, 3)
     t_a = [t_dec.push(torch.from_numpy(codes[..., :4]))]
     o_a = [o_dec.push(codes[..., :4])]
@@ -139,7 +139,7 @@ def test_step_api_with_explicit_state() -> None:
         c, lat, state = rt.encoder_step(x[..., i * hop:(i + 1) * hop], state)
         assert lat.shape == (2, codec.config.latent_dim, 1)
         codes.append(c)
-    np.testing.assert_array_equal(np.concatenate(codes, -1), rt_step().encode(x[:, 0]))
+    np.testing.assert_array_equal(np.concatenate(codes, -1), rt_step().encode(x))
     whole, _, _ = rt.encoder_step(x, rt.initial_encoder_state(2))  # any length: full graph
     assert whole.shape == (2, 3, 5)
     audio, dstate = rt.decoder_step(whole[:, :, :1], rt.initial_decoder_state(2))

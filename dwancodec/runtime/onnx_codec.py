@@ -24,17 +24,35 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from ..bundled import shipped_onnx_dir
-from .checks import DTYPES, check_audio, check_codes, check_n_q, check_state
+from ..checks import (
+    DTYPES,
+    MAX_SAMPLE_RATE,
+    check_audio,
+    check_batch_size,
+    check_codes,
+    check_length,
+    check_n_q,
+    check_offline_audio,
+    check_sample_rate,
+    check_state,
+    check_threads,
+)
 
 SIDECAR = "dwancodec_onnx.json"  # same name as dwancodec.export.onnx_export.SIDECAR
 FORMAT = "dwancodec-onnx"
 SUPPORTED_VERSIONS = (1,)
+GRAPH_NAMES = ("encoder_step", "decoder_step", "encoder_full", "decoder_full")
+MAX_STATE_ENTRIES = 4096
+MAX_STATE_ELEMENTS = 1 << 24   # per stream, all state entries together (64 MB of float32)
+MAX_STEP_SAMPLES = 1 << 22     # frames_per_step * hop_length
+BLOCK_FRAMES = 250             # whole-array coding runs the graphs on blocks of this many frames
 
 StateSpecs = dict[str, tuple[tuple[int, ...], str]]
 
 
 def load_sidecar(directory: str | Path) -> dict[str, Any]:
-    """Read and sanity-check ``directory/dwancodec_onnx.json``."""
+    """Read ``directory/dwancodec_onnx.json`` and check every field a runtime uses (types,
+    ranges, sizes, graph files inside the folder); ``ValueError`` naming the first bad one."""
     d = Path(directory)
     path = d / SIDECAR if d.is_dir() else d
     if not path.exists():
@@ -42,22 +60,114 @@ def load_sidecar(directory: str | Path) -> dict[str, Any]:
             f"no {SIDECAR} in {d}: export the model first with "
             "`dwancodec export --model BUNDLE --out DIR`"
         )
+    if path.stat().st_size > 64 << 20:
+        raise ValueError(f"{path} is not a DwanCodec ONNX sidecar (larger than 64 MB)")
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        meta = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a DwanCodec ONNX sidecar (format {FORMAT!r})")
-    if meta.get("format_version") not in SUPPORTED_VERSIONS:
-        raise ValueError(f"{path} has format version {meta.get('format_version')}; this "
+    if meta.get("format_version") not in SUPPORTED_VERSIONS \
+            or isinstance(meta.get("format_version"), bool):
+        raise ValueError(f"{path} has format version {meta.get('format_version')!r}; this "
                          f"runtime reads {SUPPORTED_VERSIONS}")
+    _check_sidecar(meta, path)
     return meta
+
+
+def _check_sidecar(meta: dict[str, Any], path: Path) -> None:
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"{path} is corrupt: {msg}")
+
+    def integer(obj: dict[str, Any], key: str, lo: int, hi: int, where: str = "") -> int:
+        v = obj.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise bad(f"{where}{key} must be an integer in [{lo}, {hi}], got {v!r}")
+        return v
+
+    def text(obj: dict[str, Any], key: str, where: str = "", limit: int = 255) -> str:
+        v = obj.get(key)
+        if not isinstance(v, str) or not 1 <= len(v) <= limit or not v.isprintable():
+            raise bad(f"{where}{key} must be a printable string of 1-{limit} characters, "
+                      f"got {v!r:.80}")
+        return v
+
+    model = meta.get("model")
+    if not isinstance(model, dict):
+        raise bad(f"model must be an object, got {type(model).__name__}")
+    text(model, "name", "model.")
+    text(model, "identity", "model.")
+    check = integer
+    check(meta, "sample_rate", 1, MAX_SAMPLE_RATE)
+    hop = check(meta, "hop_length", 1, 1 << 20)
+    k = check(meta, "frames_per_step", 1, 1000)
+    if k * hop > MAX_STEP_SAMPLES:
+        raise bad(f"frames_per_step x hop_length = {k * hop} samples per step (at most "
+                  f"{MAX_STEP_SAMPLES})")
+    n = check(meta, "num_codebooks", 1, 255)
+    check(meta, "encoder_n_q", 1, n)
+    check(meta, "codebook_size", 2, 1 << 24)
+    latent = check(meta, "latent_dim", 1, 1 << 16)
+    if latent * k > MAX_STEP_SAMPLES:
+        raise bad(f"latent_dim x frames_per_step = {latent * k} (at most {MAX_STEP_SAMPLES})")
+    check(meta, "latency_samples", 0, 1 << 30)
+    ms = meta.get("latency_ms")
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms < 1e9:
+        raise bad(f"latency_ms must be a number >= 0, got {ms!r}")
+    for side in ("encoder_state", "decoder_state"):
+        entries = meta.get(side)
+        if not isinstance(entries, list) or len(entries) > MAX_STATE_ENTRIES:
+            raise bad(f"{side} must be a list of at most {MAX_STATE_ENTRIES} entries")
+        keys: set[str] = set()
+        total = 0
+        for i, e in enumerate(entries):
+            where = f"{side}[{i}]."
+            if not isinstance(e, dict):
+                raise bad(f"{side}[{i}] must be an object")
+            key = text(e, "key", where)
+            if key in keys:
+                raise bad(f"{side} lists {key!r} twice")
+            keys.add(key)
+            shape = e.get("shape")
+            if not isinstance(shape, list) or len(shape) > 8 or any(
+                    isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1 << 24
+                    for v in shape):
+                raise bad(f"{where}shape must be a list of at most 8 sizes in [0, 2^24], got "
+                          f"{shape!r:.80}")
+            total += math.prod(shape)
+            if total > MAX_STATE_ELEMENTS:
+                raise bad(f"{side} holds more than {MAX_STATE_ELEMENTS} values per stream")
+            if e.get("dtype") not in DTYPES:
+                raise bad(f"{where}dtype must be one of {sorted(DTYPES)}, got "
+                          f"{e.get('dtype')!r:.80}")
+    graphs = meta.get("graphs")
+    if not isinstance(graphs, dict):
+        raise bad(f"graphs must be an object, got {type(graphs).__name__}")
+    for name, g in graphs.items():
+        if name not in GRAPH_NAMES:
+            raise bad(f"unknown graph {name!r:.80} (expected {', '.join(GRAPH_NAMES)})")
+        if not isinstance(g, dict):
+            raise bad(f"graphs.{name} must be an object")
+        for field in ("file", "optimized"):
+            v = g.get(field)
+            if v is None and field == "optimized":
+                continue
+            if not isinstance(v, str) or not _plain_file_name(v):
+                raise bad(f"graphs.{name}.{field} must be the name of an .onnx file in the "
+                          f"folder, got {v!r:.80}")
+
+
+def _plain_file_name(name: str) -> bool:
+    """A bare ``*.onnx`` file name: no folder part, no ``..``, nothing absolute."""
+    return (name.endswith(".onnx") and name == Path(name).name and "/" not in name
+            and "\\" not in name and name not in (".onnx", "..") and name.isprintable()
+            and not name.startswith("."))
 
 
 def session_options(num_threads: int = 1, optimization: str = "all") -> ort.SessionOptions:
     """Latency-oriented options: ``num_threads`` intra-op threads, sequential execution."""
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
+    num_threads = check_threads(num_threads, "num_threads")
     so = ort.SessionOptions()
     so.intra_op_num_threads = num_threads
     so.inter_op_num_threads = 1
@@ -80,6 +190,7 @@ def _specs(entries: list[dict[str, Any]]) -> StateSpecs:
 
 
 def zero_state(spec: StateSpecs, batch_size: int) -> dict[str, np.ndarray]:
+    """Zeros ``[batch_size, *shape]`` of each entry's dtype."""
     return {k: np.zeros((batch_size, *shape), DTYPES[dt]) for k, (shape, dt) in spec.items()}
 
 
@@ -153,11 +264,13 @@ class OnnxCodec:
                                         f"{directory}; pass a folder made by `dwancodec export`")
         self.directory = Path(directory)
         self.meta = load_sidecar(self.directory)
-        self.num_threads = num_threads
         self.options = session_options(num_threads, optimization)
+        self.num_threads = int(num_threads)
         self.encoder_state_spec: StateSpecs = _specs(self.meta["encoder_state"])
         self.decoder_state_spec: StateSpecs = _specs(self.meta["decoder_state"])
         graphs = self.meta["graphs"]
+        if not isinstance(use_full_graphs, bool):
+            raise ValueError(f"use_full_graphs must be True or False, got {use_full_graphs!r}")
         for name in ("encoder_step", "decoder_step"):
             if name not in graphs:
                 raise ValueError(f"{self.directory / SIDECAR} lists no {name} graph")
@@ -169,7 +282,9 @@ class OnnxCodec:
 
     # Sessions -------------------------------------------------------------------------------
     def session(self, name: str) -> ort.InferenceSession:
-        """The ONNX Runtime session of graph ``name`` (opened on first use)."""
+        """The ONNX Runtime session of graph ``name`` (opened on first use). ``ValueError``
+        if its file is not a valid ONNX graph or does not have the inputs and outputs the
+        sidecar describes."""
         if name not in self._sessions:
             g = self.meta["graphs"].get(name)
             if g is None:
@@ -178,9 +293,57 @@ class OnnxCodec:
             path = self.directory / (g.get("optimized") or g["file"])
             if not path.exists():
                 raise FileNotFoundError(f"missing graph file {path}")
-            self._sessions[name] = ort.InferenceSession(str(path), self.options,
-                                                        providers=["CPUExecutionProvider"])
+            root = self.directory.resolve()
+            if not path.resolve().is_relative_to(root) or not path.resolve().is_file():
+                raise ValueError(f"graph file {path} is not a file inside {root}")
+            try:
+                sess = ort.InferenceSession(str(path), self.options,
+                                            providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise ValueError(f"{path} is not a valid ONNX graph ({type(e).__name__}: "
+                                 f"{first[:200]})") from None
+            self._check_io(name, path, sess)
+            self._sessions[name] = sess
         return self._sessions[name]
+
+    def _check_io(self, name: str, path: Path, sess: ort.InferenceSession) -> None:
+        """The graph's inputs/outputs must be the ones the sidecar's state specs and geometry
+        give (names, dtypes, fixed sizes), so that a step never fails inside ONNX Runtime."""
+        enc = name.startswith("encoder")
+        spec = self.encoder_state_spec if enc else self.decoder_state_spec
+        k = self.frames_per_step if name.endswith("_step") else None
+        hop = self.hop_length
+        want_in: dict[str, tuple[list[int | None], str]] = {}
+        want_out: dict[str, tuple[list[int | None], str]] = {}
+        if enc:
+            want_in["audio"] = ([None, 1, k * hop if k else None], "float")
+            want_out["codes"] = ([None, self.encoder_n_q, k], "int64")
+            want_out["latents"] = ([None, self.latent_dim, k], "float")
+        else:
+            want_in["codes"] = ([None, self.num_codebooks, k], "int64")
+            want_in["n_q"] = ([], "int64")
+            want_out["audio"] = ([None, 1, k * hop if k else None], "float")
+        for key, (shape, dtype) in spec.items():
+            want_in[f"state_in.{key}"] = ([None, *shape], dtype.replace("32", ""))
+            want_out[f"state_out.{key}"] = ([None, *shape], dtype.replace("32", ""))
+        for what, got_list, want in (("input", sess.get_inputs(), want_in),
+                                     ("output", sess.get_outputs(), want_out)):
+            got = {a.name: a for a in got_list}
+            missing = sorted(set(want) - set(got))
+            extra = sorted(set(got) - set(want))
+            if missing or extra:
+                raise ValueError(f"{path} does not match {SIDECAR}: {what}s missing "
+                                 f"{missing[:3]}, unexpected {extra[:3]}")
+            for n, (shape, dtype) in want.items():
+                a = got[n]
+                dims = list(a.shape)
+                ok = len(dims) == len(shape) and all(
+                    w is None or not isinstance(d, int) or d == w for d, w in zip(dims, shape,
+                                                                                  strict=False))
+                if not ok or f"({dtype})" not in a.type.replace("tensor(", "("):
+                    raise ValueError(f"{path} does not match {SIDECAR}: {what} {n} is "
+                                     f"{a.type} {dims}, the sidecar gives {dtype} {shape}")
 
     # Geometry ------------------------------------------------------------------------------
     @property
@@ -251,7 +414,7 @@ class OnnxCodec:
     def encoder_runner(self, batch_size: int) -> StepRunner:
         """A :class:`StepRunner` for ``encoder_step`` (input ``audio``; outputs ``codes``,
         ``latents``)."""
-        k, b = self.frames_per_step, _check_batch(batch_size)
+        k, b = self.frames_per_step, check_batch_size(batch_size)
         return StepRunner(
             self.session("encoder_step"), self.encoder_state_spec,
             {"audio": np.zeros((b, 1, k * self.hop_length), np.float32)},
@@ -262,7 +425,7 @@ class OnnxCodec:
     def decoder_runner(self, batch_size: int) -> StepRunner:
         """A :class:`StepRunner` for ``decoder_step`` (inputs ``codes`` [B, N, k], ``n_q``;
         output ``audio``)."""
-        k, b = self.frames_per_step, _check_batch(batch_size)
+        k, b = self.frames_per_step, check_batch_size(batch_size)
         return StepRunner(
             self.session("decoder_step"), self.decoder_state_spec,
             {"codes": np.zeros((b, self.num_codebooks, k), np.int64),
@@ -272,10 +435,10 @@ class OnnxCodec:
 
     # Steps on explicit state -----------------------------------------------------------------
     def initial_encoder_state(self, batch_size: int = 1) -> dict[str, np.ndarray]:
-        return zero_state(self.encoder_state_spec, _check_batch(batch_size))
+        return zero_state(self.encoder_state_spec, check_batch_size(batch_size))
 
     def initial_decoder_state(self, batch_size: int = 1) -> dict[str, np.ndarray]:
-        return zero_state(self.decoder_state_spec, _check_batch(batch_size))
+        return zero_state(self.decoder_state_spec, check_batch_size(batch_size))
 
     def encoder_step(self, audio: np.ndarray, state: dict[str, np.ndarray],
                      n_q: int | None = None
@@ -324,67 +487,73 @@ class OnnxCodec:
 
     # Whole arrays -------------------------------------------------------------------------------
     def _as_batch(self, audio: str | Path | np.ndarray, sample_rate: int | None) -> np.ndarray:
-        from ..audio import load_audio, resample, to_float_mono
+        """A file (read at the model rate) or an array in an offline layout -> ``[B, T]``."""
+        from ..audio import load_audio, resample
 
         if isinstance(audio, (str, Path)):
             x, _ = load_audio(audio, self.sample_rate)
+            if x.size == 0:
+                raise ValueError(f"{audio} contains no audio samples")
             return x[None]
-        if not isinstance(audio, np.ndarray):
-            raise ValueError(f"audio must be a file path or a numpy array, got "
-                             f"{type(audio).__name__}")
-        if audio.ndim == 3 and audio.shape[1] == 1:
-            audio = audio[:, 0]
-        if audio.ndim == 1:
-            audio = audio[None]
-        if audio.ndim != 2:
-            raise ValueError(f"audio must be [T], [B, T] or [B, 1, T], got {audio.shape}")
-        if audio.dtype.kind != "f":
-            audio = np.stack([to_float_mono(a) for a in audio])  # integer PCM is scaled
-        if audio.shape[0] == 0 or audio.shape[-1] == 0:
-            raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
-        if not np.isfinite(audio).all():
-            raise ValueError("audio contains NaN or Inf values")
+        if sample_rate is not None:
+            sample_rate = check_sample_rate(sample_rate)
+        x = check_offline_audio(audio)
         if sample_rate is not None and sample_rate != self.sample_rate:
-            audio = np.stack([resample(a.astype(np.float32), sample_rate, self.sample_rate)
-                              for a in audio])
-        return audio.astype(np.float32, copy=False)
+            x = np.stack([resample(a, sample_rate, self.sample_rate) for a in x])
+            if x.shape[-1] == 0:
+                raise ValueError(f"audio is empty after resampling {sample_rate} Hz -> "
+                                 f"{self.sample_rate} Hz")
+        return x
 
     def encode(self, audio: str | Path | np.ndarray, n_q: int | None = None,
                sample_rate: int | None = None) -> np.ndarray:
-        """A file, ``[T]``, ``[B, T]`` or ``[B, 1, T]`` audio -> codes ``[B, n_q, ceil(T/hop)]``.
+        """A file, or audio ``[T]``, ``[C, T]`` (``C <= 8`` channels, downmixed) or
+        ``[B, 1, T]`` -> codes ``[B, n_q, ceil(T / hop)]`` (``B = 1`` but for ``[B, 1, T]``).
 
         Arrays are at the model rate unless ``sample_rate`` says otherwise; integer PCM is
-        scaled to ``[-1, 1]``. Equals streaming the signal through :meth:`streaming_encoder`.
+        scaled to ``[-1, 1]``. Long inputs run in blocks (bounded memory). Equals streaming the
+        signal through :meth:`streaming_encoder`.
         """
-        x = self._as_batch(audio, sample_rate)
         n_q = self.encoder_n_q if n_q is None else check_n_q(n_q, self.encoder_n_q)
+        x = self._as_batch(audio, sample_rate)
         if self.use_full_graphs:
             pad = -x.shape[-1] % self.hop_length
             x = np.pad(x, ((0, 0), (0, pad)))[:, None]
-            codes, _, _ = self.encoder_step(x, self.initial_encoder_state(x.shape[0]), n_q)
-            return codes
+            state = self.initial_encoder_state(x.shape[0])
+            block = BLOCK_FRAMES * self.hop_length
+            out = []
+            for i in range(0, x.shape[-1], block):
+                codes, _, state = self.encoder_step(x[..., i:i + block], state, n_q)
+                out.append(codes)
+            return np.concatenate(out, axis=-1)
         enc = self.streaming_encoder(x.shape[0], n_q)
         return np.concatenate([enc.push(x), enc.flush()], axis=-1)
 
     def decode(self, codes: np.ndarray, length: int | None = None) -> np.ndarray:
         """Codes ``[B, n_q, F]`` (or ``[n_q, F]``) -> audio ``[B, F * hop]`` float32.
 
-        ``length`` trims the output to that many samples.
+        ``length`` (``None`` or an integer ``>= 0``) trims the output to that many samples.
+        Long inputs run in blocks (bounded memory).
         """
+        length = check_length(length)
         if isinstance(codes, np.ndarray) and codes.ndim == 2:
             codes = codes[None]
         codes = check_codes(codes, self.num_codebooks, self.codebook_size)
         if codes.shape[-1] == 0:
             return np.zeros((codes.shape[0], 0), np.float32)
         if self.use_full_graphs:
-            audio, _ = self.decoder_step(codes, self.initial_decoder_state(codes.shape[0]))
-            audio = audio[:, 0]
+            state = self.initial_decoder_state(codes.shape[0])
+            out = []
+            for i in range(0, codes.shape[-1], BLOCK_FRAMES):
+                audio, state = self.decoder_step(codes[..., i:i + BLOCK_FRAMES], state)
+                out.append(audio[:, 0])
+            audio = np.concatenate(out, axis=-1)
         else:
             dec = self.streaming_decoder(codes.shape[0])
             audio = np.concatenate([dec.push(codes), dec.flush()], axis=-1)
         return audio if length is None else audio[:, :length]
 
-    # Sessions ----------------------------------------------------------------------------------
+    # Streaming sessions ------------------------------------------------------------------------
     def streaming_encoder(self, batch_size: int = 1, n_q: int | None = None) -> Any:
         from .session import OnnxStreamingEncoder
 
@@ -404,10 +573,3 @@ class OnnxCodec:
             "codebook_size": self.codebook_size, "num_threads": self.num_threads,
             "graphs": sorted(self.meta["graphs"]),
         }
-
-
-def _check_batch(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)

@@ -17,27 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import check_codes, check_n_q, check_pcm
+from ..checks import check_batch_size, check_codes, check_n_q, check_pcm, stream_mask
 from .onnx_codec import OnnxCodec
 
-Streams = Sequence[int] | np.ndarray | None
+Streams = Sequence[int] | Sequence[bool] | np.ndarray | None
 
 
 def _codec(codec: OnnxCodec | str | Path) -> OnnxCodec:
     return codec if isinstance(codec, OnnxCodec) else OnnxCodec(codec)
-
-
-def _stream_mask(streams: Streams, batch_size: int) -> np.ndarray:
-    if isinstance(streams, np.ndarray) and streams.dtype == np.bool_:
-        if streams.shape != (batch_size,):
-            raise ValueError(f"stream mask must have shape [{batch_size}]")
-        return streams
-    idx = np.asarray(list(streams) if streams is not None else [], dtype=np.int64)
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= batch_size):
-        raise ValueError(f"stream indices must be in [0, {batch_size}), got {idx.tolist()}")
-    mask = np.zeros(batch_size, dtype=np.bool_)
-    mask[idx] = True
-    return mask
 
 
 class OnnxStreamingEncoder:
@@ -54,8 +41,8 @@ class OnnxStreamingEncoder:
     def __init__(self, codec: OnnxCodec | str | Path, batch_size: int = 1,
                  n_q: int | None = None) -> None:
         self.codec = _codec(codec)
+        self.batch_size = check_batch_size(batch_size)
         self.runner = self.codec.encoder_runner(batch_size)
-        self.batch_size = batch_size
         self.n_q = self.codec.encoder_n_q if n_q is None else check_n_q(n_q,
                                                                          self.codec.encoder_n_q)
         self._step = self.codec.frames_per_step * self.codec.hop_length
@@ -75,7 +62,8 @@ class OnnxStreamingEncoder:
         return self.runner.state
 
     def reset(self, streams: Streams = None) -> None:
-        """Start over. ``streams``: indices or ``[B]`` bool mask; ``None`` resets all.
+        """Start over. ``streams``: integer indices or a ``[B]`` bool mask (list or array);
+        ``None`` resets all.
 
         A stream reset while others have a partial frame buffered has those buffered samples
         zeroed: its new signal starts after ``pending_samples`` samples of silence.
@@ -84,7 +72,7 @@ class OnnxStreamingEncoder:
             self.runner.reset()
             self._pending = np.zeros((self.batch_size, 0), np.float32)
             return
-        mask = _stream_mask(streams, self.batch_size)
+        mask = stream_mask(streams, self.batch_size)
         self.runner.reset(mask)
         self._pending = self._pending.copy()
         self._pending[mask] = 0
@@ -132,8 +120,8 @@ class OnnxStreamingDecoder:
 
     def __init__(self, codec: OnnxCodec | str | Path, batch_size: int = 1) -> None:
         self.codec = _codec(codec)
+        self.batch_size = check_batch_size(batch_size)
         self.runner = self.codec.decoder_runner(batch_size)
-        self.batch_size = batch_size
         self._codes_in = self.runner.inputs["codes"]
         self._n_q_in = self.runner.inputs["n_q"]
         self._audio_out = self.runner.outputs["audio"][:, 0]
@@ -155,20 +143,19 @@ class OnnxStreamingDecoder:
             self._pending = np.zeros((self.batch_size, self.codec.num_codebooks, 0), np.int64)
             self._pending_n_q: int | None = None
             return
-        mask = _stream_mask(streams, self.batch_size)
+        mask = stream_mask(streams, self.batch_size)
         self.runner.reset(mask)
         self._pending = self._pending.copy()
         self._pending[mask] = 0
 
     def push(self, codes: np.ndarray) -> np.ndarray:
-        if isinstance(codes, np.ndarray) and codes.ndim == 3 and codes.shape[-1] == 0:
-            return np.zeros((self.batch_size, 0), np.float32)
-        codes = check_codes(codes, self.codec.num_codebooks, self.codec.codebook_size)
+        """Codes ``[B, k, f]`` (``1 <= k <= N``, any ``f >= 0``) -> PCM ``[B, f' * hop]``
+        (``f' = f`` for one frame per step)."""
+        codes = check_codes(codes, self.codec.num_codebooks, self.codec.codebook_size,
+                            self.batch_size)
         b, n_q, f = codes.shape
-        if b != self.batch_size:
-            raise ValueError(
-                f"codes batch {b} does not match the session's {self.batch_size}"
-            )
+        if f == 0:
+            return np.zeros((self.batch_size, 0), np.float32)
         if self.pending_frames and n_q != self._pending_n_q:
             raise ValueError(f"codes have {n_q} stages but {self.pending_frames} pending "
                              f"frame(s) have {self._pending_n_q}; change n_q on a step boundary")

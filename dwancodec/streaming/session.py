@@ -14,53 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..validation import check_codes, check_n_q
+from ..checks import check_batch_size
+from ..validation import check_codes, check_n_q, check_pcm, stream_mask
 from .state import State, reset_streams, zero_state
 
 if TYPE_CHECKING:
     from ..model import Codec
 
-Streams = Sequence[int] | Tensor | None
-
-
-def _as_audio_batch(pcm: Tensor | np.ndarray, batch_size: int) -> Tensor:
-    """Accept ``[n]`` (batch 1), ``[B, n]`` or ``[B, 1, n]`` float audio; return ``[B, n]``."""
-    if isinstance(pcm, np.ndarray):
-        pcm = torch.from_numpy(np.ascontiguousarray(pcm))
-    if not isinstance(pcm, Tensor):
-        raise ValueError(f"pcm must be a tensor or numpy array, got {type(pcm).__name__}")
-    if not pcm.is_floating_point():
-        raise ValueError(
-            f"pcm must be floating point in [-1, 1], got {pcm.dtype}; "
-            "convert integer PCM with x / 32768"
-        )
-    if pcm.dim() == 1 and batch_size == 1:
-        pcm = pcm.unsqueeze(0)
-    elif pcm.dim() == 3 and pcm.shape[1] == 1:
-        pcm = pcm[:, 0]
-    if pcm.dim() != 2 or pcm.shape[0] != batch_size:
-        raise ValueError(
-            f"pcm must have shape [{batch_size}, n] for a session of {batch_size} stream(s), "
-            f"got {tuple(pcm.shape)}"
-        )
-    if pcm.numel() and not bool(torch.isfinite(pcm).all()):
-        raise ValueError("pcm contains NaN or Inf values")
-    return pcm.float()
-
-
-def _stream_mask(streams: Streams, batch_size: int, device: torch.device) -> Tensor:
-    if streams is None:
-        return torch.ones(batch_size, dtype=torch.bool, device=device)
-    if isinstance(streams, Tensor) and streams.dtype == torch.bool:
-        if streams.shape != (batch_size,):
-            raise ValueError(f"stream mask must have shape [{batch_size}]")
-        return streams.to(device)
-    idx = torch.as_tensor(list(streams) if not isinstance(streams, Tensor) else streams)
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= batch_size):
-        raise ValueError(f"stream indices must be in [0, {batch_size}), got {idx.tolist()}")
-    mask = torch.zeros(batch_size, dtype=torch.bool)
-    mask[idx.long()] = True
-    return mask.to(device)
+Streams = Sequence[int] | Sequence[bool] | Tensor | np.ndarray | None
 
 
 class StreamingEncoder:
@@ -78,7 +39,7 @@ class StreamingEncoder:
 
     def __init__(self, codec: Codec, batch_size: int = 1, n_q: int | None = None) -> None:
         self.codec = codec
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         self.n_q = codec.num_codebooks if n_q is None else check_n_q(n_q, codec.num_codebooks)
         self.device = next(codec.parameters()).device
         self.reset()
@@ -89,7 +50,8 @@ class StreamingEncoder:
         return int(self._pending.shape[-1])
 
     def reset(self, streams: Streams = None) -> None:
-        """Start over. ``streams``: indices or ``[B]`` bool mask; ``None`` resets all.
+        """Start over. ``streams``: integer indices or a ``[B]`` bool mask (list, array or
+        tensor); ``None`` resets all.
 
         A stream reset while others have a partial frame buffered has those buffered samples
         zeroed: its new signal starts after ``pending_samples`` samples of silence.
@@ -99,13 +61,15 @@ class StreamingEncoder:
                                             self.device)
             self._pending = torch.zeros(self.batch_size, 0, device=self.device)
             return
-        mask = _stream_mask(streams, self.batch_size, self.device)
+        mask = stream_mask(streams, self.batch_size, self.device)
         self._state = reset_streams(self._state, mask)
         self._pending = torch.where(mask[:, None], torch.zeros_like(self._pending), self._pending)
 
     @torch.inference_mode()
     def push(self, pcm: Tensor | np.ndarray) -> Tensor:
-        pcm = _as_audio_batch(pcm, self.batch_size).to(self.device)
+        """PCM ``[B, n]`` (or ``[B, 1, n]``; ``[n]`` for one stream), any ``n >= 0`` -> codes
+        ``[B, n_q, f]`` for the ``f`` frames it completes."""
+        pcm = check_pcm(pcm, self.batch_size).to(self.device)
         buf = torch.cat([self._pending, pcm], dim=-1)
         hop = self.codec.hop_length
         n_ready = (buf.shape[-1] // hop) * hop
@@ -133,7 +97,7 @@ class StreamingDecoder:
 
     def __init__(self, codec: Codec, batch_size: int = 1) -> None:
         self.codec = codec
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         self.device = next(codec.parameters()).device
         self.reset()
 
@@ -143,21 +107,17 @@ class StreamingDecoder:
             self._state: State = zero_state(self.codec.decoder_state_spec(), self.batch_size,
                                             self.device)
             return
-        self._state = reset_streams(self._state, _stream_mask(streams, self.batch_size,
-                                                                self.device))
+        self._state = reset_streams(self._state, stream_mask(streams, self.batch_size,
+                                                               self.device))
 
     @torch.inference_mode()
     def push(self, codes: Tensor | np.ndarray) -> Tensor:
-        if isinstance(codes, np.ndarray):
-            codes = torch.from_numpy(codes)
-        if isinstance(codes, Tensor) and codes.dim() == 3 and codes.shape[-1] == 0:
+        """Codes ``[B, k, f]`` (``1 <= k <= N``, any ``f >= 0``) -> PCM ``[B, f * hop]``."""
+        codes = check_codes(codes, self.codec.num_codebooks, self.codec.codebook_size,
+                            self.batch_size)
+        if codes.shape[-1] == 0:
             return torch.zeros(self.batch_size, 0, device=self.device)
-        check_codes(codes, self.codec.num_codebooks, self.codec.codebook_size)
-        if codes.shape[0] != self.batch_size:
-            raise ValueError(
-                f"codes batch {codes.shape[0]} does not match the session's {self.batch_size}"
-            )
-        audio, self._state = self.codec.decoder_step(codes.to(self.device).long(), self._state)
+        audio, self._state = self.codec.decoder_step(codes.to(self.device), self._state)
         return audio[:, 0]
 
     def flush(self) -> Tensor:

@@ -47,20 +47,11 @@ def zero_state(
 
 
 def check_state(spec: Mapping[str, StateSpec], state: Mapping[str, Tensor], batch: int) -> None:
-    """Raise ``ValueError`` naming the first missing, extra or mis-shaped state entry."""
-    missing = sorted(set(spec) - set(state))
-    if missing:
-        raise ValueError(f"state is missing entries: {missing[:5]}")
-    extra = sorted(set(state) - set(spec))
-    if extra:
-        raise ValueError(f"state has unknown entries: {extra[:5]}")
-    for k, s in spec.items():
-        t = state[k]
-        if tuple(t.shape) != (batch, *s.shape) or t.dtype != s.dtype:
-            raise ValueError(
-                f"state[{k!r}] has shape {tuple(t.shape)} {t.dtype}, "
-                f"expected {(batch, *s.shape)} {s.dtype}"
-            )
+    """Raise ``ValueError`` naming the first missing, extra or mis-shaped state entry (the rule
+    of :func:`dwancodec.checks.check_state`)."""
+    from ..validation import check_state as _check
+
+    _check(spec, state, batch)
 
 
 def reset_streams(state: Mapping[str, Tensor], mask: Tensor) -> State:
