@@ -190,9 +190,31 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     _handler(p, "dwancodec.live.command:run")
 
 
+def _add_web(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("web", help="serve a page that runs the codec in the browser "
+                                   "(onnxruntime-web)",
+                       description="Serve, on localhost, a page that runs the model's ONNX step "
+                                   "graphs client-side with onnxruntime-web (WASM): microphone "
+                                   "-> encoder -> packets -> decoder -> speaker, and a file "
+                                   "mode. Run once with --setup to fetch onnxruntime-web.")
+    p.add_argument("--port", type=int, default=None,
+                   help="port on 127.0.0.1 (default 8000; 0 picks a free one)")
+    p.add_argument("--model", default=None,
+                   help="folder with dwancodec_onnx.json + step graphs (a `dwancodec export` "
+                        "output, or a bundle with onnx/ inside); default: the shipped model")
+    p.add_argument("--runtime-dir", default=None, metavar="DIR",
+                   help="where onnxruntime-web is set up (default $DWANCODEC_WEB_RUNTIME or "
+                        "~/.cache/dwancodec/web)")
+    p.add_argument("--setup", action="store_true",
+                   help="fetch onnxruntime-web from the npm registry (npm pack) and exit")
+    p.add_argument("--force", action="store_true", help="with --setup: fetch again")
+    p.add_argument("--log-requests", action="store_true", help="print every HTTP request")
+    _handler(p, "dwancodec.web.command:run")
+
+
 PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_encode, _add_decode, _add_roundtrip, _add_info, _add_demo, _add_export, _add_train,
-    _add_live,
+    _add_live, _add_web,
 ]
 
 
