@@ -8,16 +8,21 @@ Whole files: :func:`load_audio` / :func:`save_audio`. Long files with bounded me
 
 from __future__ import annotations
 
+import io
 import math
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import numpy as np
 
 Notify = Callable[[str], None]
+EXACT_LENGTH = ("WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF")  # header frames are exact
+AudioSource = str | Path | BinaryIO  # a path, or a seekable binary file object (e.g. stdin spooled)
 
 
 class AudioError(ValueError):
@@ -94,7 +99,12 @@ def _warn(msg: str) -> None:
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What :func:`probe_audio` learns from a file's header (no samples are read)."""
+    """What :func:`probe_audio` learns from a file's header (no samples are read).
+
+    ``frames``: samples per channel the file holds; ``declared_frames``: what its header
+    announces when that is more (a truncated file), else ``None``; ``name``: how messages name
+    the file (its path, or e.g. ``stdin``).
+    """
 
     path: Path
     sample_rate: int
@@ -102,10 +112,35 @@ class AudioInfo:
     frames: int
     format: str
     subtype: str
+    declared_frames: int | None = None
+    name: str = ""
 
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.path)
+
+
+def _declared_frames(extra_info: str, frames: int) -> int | None:
+    """Frames a WAV/AIFF-style header announces, from libsndfile's log, when the data chunk
+    is shorter than announced (``data : 32000 (should be 56)``)."""
+    m = re.search(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", extra_info,
+                  re.MULTILINE)
+    if not m:
+        return None
+    announced, present = int(m.group(1)), int(m.group(2))
+    if announced <= present or present <= 0 or frames <= 0:
+        return None
+    return max(frames + 1, round(frames * announced / present))
+
+
+def _source_name(source: AudioSource, name: str | None) -> str:
+    if name:
+        return name
+    return str(source) if isinstance(source, (str, Path)) else "stdin"
 
 
 def _check_readable(p: Path) -> None:
@@ -115,21 +150,33 @@ def _check_readable(p: Path) -> None:
         raise AudioError(f"{p} is a directory, not an audio file")
 
 
-def probe_audio(path: str | Path) -> AudioInfo:
-    """Format, rate, channels and length of an audio file; :class:`AudioError` if unreadable."""
+def probe_audio(path: AudioSource, name: str | None = None) -> AudioInfo:
+    """Format, rate, channels and length of an audio file (or seekable binary file object);
+    :class:`AudioError` if unreadable. ``name``: how messages call it (default: the path)."""
     import soundfile as sf
 
-    p = Path(path)
-    _check_readable(p)
+    label = _source_name(path, name)
+    if isinstance(path, (str, Path)):
+        p = Path(path)
+        _check_readable(p)
+        target: str | BinaryIO = str(p)
+    else:
+        p, target = Path(label), path
+        path.seek(0)
     try:
-        info = sf.info(str(p))
+        info = sf.info(target)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(f"cannot read {p} as audio: {e}") from None
+        raise AudioError(f"cannot read {label} as audio: {e}") from None
+    finally:
+        if not isinstance(target, str):
+            target.seek(0)
     if info.samplerate <= 0 or info.channels <= 0:
-        raise AudioError(f"{p} has an invalid header ({info.samplerate} Hz, {info.channels} "
-                         "channels)")
-    return AudioInfo(p, int(info.samplerate), int(info.channels), max(int(info.frames), 0),
-                     str(info.format), str(info.subtype))
+        raise AudioError(f"{label} has an invalid header ({info.samplerate} Hz, "
+                         f"{info.channels} channels)")
+    frames = max(int(info.frames), 0)
+    return AudioInfo(p, int(info.samplerate), int(info.channels), frames, str(info.format),
+                     str(info.subtype), _declared_frames(str(info.extra_info), frames),
+                     label if name or not isinstance(path, (str, Path)) else "")
 
 
 class Resampler:
@@ -156,34 +203,43 @@ class Resampler:
         return self.process(np.zeros(0, np.float32), last=True)
 
 
-def stream_audio(path: str | Path, target_rate: int | None = None, block_seconds: float = 5.0,
-                 notify: Notify | None = None) -> Iterator[tuple[np.ndarray, int]]:
+def stream_audio(path: AudioSource, target_rate: int | None = None, block_seconds: float = 5.0,
+                 notify: Notify | None = None, name: str | None = None
+                 ) -> Iterator[tuple[np.ndarray, int]]:
     """Read a file in blocks: yields ``(mono float32 [n] at target_rate, source frames read)``.
 
     Memory is bounded by the block size whatever the file length. Multichannel audio is
     averaged to mono (``notify`` is told once), samples beyond ``[-1, 1]`` are clipped
-    (``notify`` is told how many at the end), NaN/Inf raise :class:`AudioError`. ``notify``
-    defaults to ``warnings.warn``.
+    (``notify`` is told how many at the end), NaN/Inf raise :class:`AudioError`; a file whose
+    header announces more samples than it holds is read as far as it goes and ``notify`` is
+    told it looks truncated. ``notify`` defaults to ``warnings.warn``; ``path`` may be a
+    seekable binary file object (``name`` then names it in messages, default ``stdin``).
     """
     import soundfile as sf
 
     notify = notify or _warn
-    info = probe_audio(path)
+    info = probe_audio(path, name)
+    short = Path(info.label).name if isinstance(path, (str, Path)) and not name else info.label
     rate = info.sample_rate
     resampler = Resampler(rate, target_rate or rate)
     block = max(1, int(block_seconds * rate))
     if info.channels > 1:
-        notify(f"{info.path.name} has {info.channels} channels; downmixing to mono (average)")
-    clipped = 0
+        notify(f"{short} has {info.channels} channels; downmixing to mono (average)")
+    if info.declared_frames is not None:
+        notify(f"{short} looks truncated: its header announces about {info.declared_frames} "
+               f"samples, the file holds {info.frames}; encoding those")
+    clipped = read = 0
+    target = str(info.path) if isinstance(path, (str, Path)) else path
     try:
-        with sf.SoundFile(str(info.path)) as f:
+        with sf.SoundFile(target) as f:
             while True:
                 data = f.read(block, dtype="float32", always_2d=True)
                 if data.shape[0] == 0:
                     break
+                read += int(data.shape[0])
                 mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
                 if not np.isfinite(mono).all():
-                    raise AudioError(f"{info.path} contains NaN or Inf samples")
+                    raise AudioError(f"{info.label} contains NaN or Inf samples")
                 over = np.abs(mono) > 1.0
                 if over.any():
                     clipped += int(over.sum())
@@ -191,12 +247,16 @@ def stream_audio(path: str | Path, target_rate: int | None = None, block_seconds
                 out = resampler.process(mono)
                 yield out, int(data.shape[0])
     except sf.LibsndfileError as e:
-        raise AudioError(f"cannot read {info.path} as audio: {e}") from None
+        raise AudioError(f"cannot read {info.label} as audio (after {read} of {info.frames} "
+                         f"samples; truncated or corrupt?): {e}") from None
+    if info.declared_frames is None and read < info.frames and info.format in EXACT_LENGTH:
+        notify(f"{short} looks truncated: its header announces {info.frames} samples, only "
+               f"{read} could be read")
     tail = resampler.flush()
     if tail.size:
         yield tail, 0
     if clipped:
-        notify(f"{info.path.name}: clipped {clipped} samples outside [-1, 1]")
+        notify(f"{short}: clipped {clipped} samples outside [-1, 1]")
 
 
 def check_output_path(path: str | Path) -> str:
@@ -254,6 +314,66 @@ class AudioWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class WavStreamWriter:
+    """Write mono 16-bit PCM WAV to a non-seekable binary stream (a pipe, stdout, a device).
+
+    The header is written first, so the number of samples must be known: ``frames`` at
+    ``out_rate`` (``sample_rate`` resampled, as :class:`AudioWriter` does). The samples written
+    are padded with zeros or cut to exactly that many, so the header is always true. The bytes
+    equal those of an :class:`AudioWriter` ``.wav`` file of the same samples.
+    """
+
+    def __init__(self, stream: BinaryIO, sample_rate: int, out_rate: int | None,
+                 frames: int) -> None:
+        self.out_rate = out_rate or sample_rate
+        if not 0 <= frames * 2 <= 0xFFFFFFFF - 36:
+            raise AudioError(f"{frames} samples do not fit a WAV stream (at most 2 GiB)")
+        self._stream = stream
+        self._resampler = Resampler(sample_rate, self.out_rate)
+        self.total = frames
+        self.frames = 0
+        self._closed = False
+        size = 2 * frames
+        self._stream.write(b"RIFF" + (36 + size).to_bytes(4, "little") + b"WAVEfmt "
+                           + (16).to_bytes(4, "little") + (1).to_bytes(2, "little")
+                           + (1).to_bytes(2, "little") + self.out_rate.to_bytes(4, "little")
+                           + (2 * self.out_rate).to_bytes(4, "little")
+                           + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+                           + b"data" + size.to_bytes(4, "little"))
+
+    def write(self, block: np.ndarray) -> None:
+        self._write(self._resampler.process(block))
+
+    def _write(self, y: np.ndarray) -> None:
+        import soundfile as sf
+
+        y = y[: self.total - self.frames]
+        if y.size:  # libsndfile's own float -> PCM_16 conversion, as in a .wav file
+            raw = io.BytesIO()
+            sf.write(raw, np.clip(y, -1.0, 1.0), self.out_rate, format="RAW",
+                     subtype="PCM_16", endian="LITTLE")
+            self._stream.write(raw.getvalue())
+            self.frames += int(y.size)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._write(self._resampler.flush())
+        if self.frames < self.total:
+            self._stream.write(bytes(2 * (self.total - self.frames)))
+            self.frames = self.total
+        self._stream.flush()
+
+    def __enter__(self) -> WavStreamWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
 
 
 def resampled_length(num_samples: int, from_rate: int, to_rate: int) -> int:

@@ -13,7 +13,8 @@ one bit more than ``n_q * log2(K)``. The byte layout is in ``docs/bitstream.md``
 File: :func:`to_bytes` / :func:`from_bytes`, :func:`write_dwc` / :func:`read_dwc`,
 :class:`DwcWriter` (incremental, bounded memory), :class:`DwcFile` (parsed file; codes unpacked
 lazily in blocks). Live path: :func:`encode_packet` / :func:`decode_packet`,
-:class:`PacketSender`, :class:`PacketReceiver` (detects loss, reordering, duplicates).
+:class:`PacketSender`, :class:`PacketReceiver` (detects loss, reordering, duplicates;
+resynchronises after a sender restart or a long outage).
 
 Every parse error is a :class:`BitstreamError` (a ``ValueError``) naming the problem; sizes are
 checked against the actual data before anything is allocated.
@@ -27,7 +28,6 @@ import math
 import os
 import struct
 import zlib
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +58,8 @@ _PACKET_CRC = struct.Struct("<H")
 PACKET_OVERHEAD = _PACKET_HEAD.size + _PACKET_CRC.size
 SEQ_MODULUS = 1 << 16
 MAX_PACKET_FRAMES = 255
+RESYNC_SPAN = 4  # PacketReceiver: stale packets in a row may skip up to 3 numbers
+CHECK_BLOCK_FRAMES = 4096  # frames unpacked at a time when a whole file is verified
 
 
 class BitstreamError(ValueError):
@@ -459,14 +461,16 @@ class DwcWriter:
 
 @dataclass(frozen=True)
 class DwcFile:
-    """A parsed, checksum-verified ``.dwc`` file. Codes are unpacked on demand."""
+    """A parsed ``.dwc`` file: header, both checksums, padding and every frame value verified
+    (:meth:`parse`). Codes are unpacked on demand."""
 
     header: Header
     payload: bytes
 
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview) -> DwcFile:
-        """Validate ``data`` completely (header, sizes, both checksums) before returning."""
+        """Validate ``data`` completely (header, sizes, both checksums, padding bits, every
+        frame a valid code combination) before returning."""
         data = bytes(data)
         header = Header.unpack(data)
         expected = header.file_size
@@ -485,6 +489,9 @@ class DwcFile:
         used = header.num_frames * header.frame_bits
         if used % 8 and payload[-1] >> (used % 8):
             raise BitstreamError("corrupt .dwc file: non-zero padding bits")
+        for start in range(0, header.num_frames, CHECK_BLOCK_FRAMES):  # every frame value
+            unpack_codes(payload, header.n_q, header.codebook_size,
+                         min(CHECK_BLOCK_FRAMES, header.num_frames - start), start)
         return cls(header, payload)
 
     def codes(self) -> np.ndarray:
@@ -554,6 +561,44 @@ def read_dwc(path: str | Path) -> DwcFile:
         return DwcFile.parse(data)
     except BitstreamError as e:
         raise BitstreamError(f"{p}: {e}") from None
+
+
+def _read_up_to(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes from ``f``, fewer only at end of file (a pipe returns short reads)."""
+    parts, got = [], 0
+    while got < n:
+        b = f.read(n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def read_dwc_from(f: BinaryIO, name: str = "stdin") -> DwcFile:
+    """Read and verify a ``.dwc`` stream from a binary file object (a pipe: not seekable).
+
+    As with :func:`read_dwc`, the header is parsed first and no more bytes than it announces
+    are read (one more, to detect trailing data), so a corrupt header never causes a big
+    allocation; ``name`` is used in messages.
+    """
+    head = _read_up_to(f, MAX_HEADER)
+    try:
+        header = Header.unpack(head)
+    except BitstreamError as e:
+        raise BitstreamError(f"{name}: {e}") from None
+    rest = _read_up_to(f, max(0, header.file_size - len(head)) + 1)
+    data = head + rest
+    if len(data) < header.file_size:
+        raise BitstreamError(f"truncated .dwc file {name}: {len(data)} bytes, the header "
+                             f"announces {header.file_size} ({header.num_frames} frames)")
+    if len(data) > header.file_size:
+        raise BitstreamError(f"corrupt .dwc file {name}: unexpected bytes after the end of the "
+                             f"stream ({header.num_frames} frames)")
+    try:
+        return DwcFile.parse(data)
+    except BitstreamError as e:
+        raise BitstreamError(f"{name}: {e}") from None
 
 
 # Packets --------------------------------------------------------------------------------------
@@ -658,8 +703,12 @@ class Received:
 
     status: ``"ok"`` (the next expected packet), ``"gap"`` (in order after ``lost_before``
     missing packets), ``"late"`` (a packet earlier reported missing: reordered),
-    ``"duplicate"`` (already received), ``"stale"`` (too old to tell), ``"corrupt"`` (could not
-    be parsed; ``error`` says why, ``codes`` is None).
+    ``"duplicate"`` (the same bytes as a packet already received), ``"stale"`` (outside the
+    window, or new bytes under a number already received: not played; see the resync rule of
+    :class:`PacketReceiver`), ``"resync"`` (the receiver jumped to a new sequence position with
+    this packet: play it; ``lost_before`` packets were skipped on a forward jump),
+    ``"corrupt"`` (could not be parsed; ``error`` says why, ``codes`` is None).
+    Play the codes of ``ok``, ``gap``, ``late`` and ``resync`` packets.
     """
 
     status: str
@@ -677,63 +726,120 @@ class ReceiverStats:
     duplicates: int = 0
     corrupt: int = 0
     stale: int = 0
+    resyncs: int = 0       # jumps to a new sequence position (sender restart, long outage)
 
 
 class PacketReceiver:
-    """Parses packets and tracks sequence numbers (mod 2**16, RFC 1982 style comparison).
+    """Parses packets and tracks sequence numbers (mod 2**16) within a window.
 
-    A jump forward by ``d`` marks ``d - 1`` packets missing; if one of them arrives later it is
-    reported ``"late"`` and counted as reordered instead of lost. ``history`` bounds the memory
-    used to recognise late packets and duplicates.
+    Rule (``window`` W, default 1024 packets; ``resync_after`` R, default 3):
+
+    - a packet ``0 <= d < W`` ahead of the expected number is in order: ``ok``, or ``gap``
+      after marking the ``d`` skipped numbers missing (at most W are remembered);
+    - a missing packet that arrives later is ``late`` (reordered, taken off the lost count);
+      a byte-identical copy of one of the last W packets is a ``duplicate``;
+    - anything else (a packet W or more ahead, older than the window, or new bytes under a
+      number already received) is ``stale``: one stray packet never moves the receiver. When
+      R stale packets in a row each follow the previous one by 1 to :data:`RESYNC_SPAN` (a
+      sender that restarted at 0, or came back after an outage longer than the window), the
+      R-th is reported ``resync`` and the receiver continues from it; a forward jump counts the
+      skipped packets as lost. Any in-order or late packet ends such a run.
+
+    ``history`` is the old name of ``window``.
     """
 
     def __init__(self, codebook_size: int, num_codebooks: int | None = None,
-                 history: int = 1024) -> None:
+                 history: int = 1024, resync_after: int = 3, window: int | None = None
+                 ) -> None:
+        window = history if window is None else window
+        if isinstance(window, bool) or not isinstance(window, int) \
+                or not 1 <= window <= SEQ_MODULUS // 4:
+            raise ValueError(f"window must be an integer in [1, {SEQ_MODULUS // 4}], got "
+                             f"{window!r}")
+        if isinstance(resync_after, bool) or not isinstance(resync_after, int) \
+                or not 1 <= resync_after <= 64:
+            raise ValueError(f"resync_after must be an integer in [1, 64], got "
+                             f"{resync_after!r}")
         self.codebook_size = codebook_size
         self.num_codebooks = num_codebooks
-        self.history = history
+        self.window = self.history = window
+        self.resync_after = resync_after
         self.stats = ReceiverStats()
         self._expected: int | None = None
         self._missing: dict[int, None] = {}
-        self._seen: deque[int] = deque(maxlen=history)
-        self._seen_set: set[int] = set()
+        self._seen: dict[int, int] = {}     # seq -> CRC32 of the packet, the last W accepted
+        self._run: dict[int, int] = {}      # seq -> CRC32 of the stale packets in a row
 
-    def _mark_seen(self, seq: int) -> None:
-        if len(self._seen) == self._seen.maxlen:
-            self._seen_set.discard(self._seen[0])
-        self._seen.append(seq)
-        self._seen_set.add(seq)
+    def _mark_seen(self, seq: int, crc: int) -> None:
+        self._seen.pop(seq, None)
+        self._seen[seq] = crc
+        while len(self._seen) > self.window:
+            self._seen.pop(next(iter(self._seen)))
+
+    def _accept(self, seq: int, crc: int, ahead: int) -> None:
+        for k in range(max(0, ahead - self.window), ahead):
+            self._missing[(self._expected + k) % SEQ_MODULUS] = None  # type: ignore[operator]
+        while len(self._missing) > self.window:
+            self._missing.pop(next(iter(self._missing)))
+        self._missing.pop(seq, None)
+        self.stats.lost += ahead
+        self.stats.received += 1
+        self._expected = (seq + 1) % SEQ_MODULUS
+        self._mark_seen(seq, crc)
+        self._run.clear()
 
     def receive(self, data: bytes) -> Received:
+        """Parse one packet and classify it (see the class docstring)."""
         try:
             pkt = decode_packet(data, self.codebook_size, self.num_codebooks)
         except BitstreamError as e:
             self.stats.corrupt += 1
             return Received("corrupt", None, None, error=str(e))
-        seq = pkt.seq
+        seq, crc = pkt.seq, zlib.crc32(bytes(data))
         if self._expected is None:
             self._expected = seq
         ahead = (seq - self._expected) % SEQ_MODULUS
-        if ahead < SEQ_MODULUS // 2:  # in order, possibly after a gap
-            for k in range(max(0, ahead - self.history), ahead):
-                self._missing[(self._expected + k) % SEQ_MODULUS] = None
-            while len(self._missing) > self.history:
-                self._missing.pop(next(iter(self._missing)))
-            self._missing.pop(seq, None)
-            self.stats.lost += ahead
-            self.stats.received += 1
-            self._expected = (seq + 1) % SEQ_MODULUS
-            self._mark_seen(seq)
+        if ahead < self.window:  # in order, possibly after a gap
+            self._accept(seq, crc, ahead)
             return Received("gap" if ahead else "ok", seq, pkt.codes, lost_before=ahead)
         if seq in self._missing:
             del self._missing[seq]
             self.stats.lost -= 1
             self.stats.reordered += 1
             self.stats.received += 1
-            self._mark_seen(seq)
+            self._mark_seen(seq, crc)
+            self._run.clear()
             return Received("late", seq, pkt.codes)
-        if seq in self._seen_set:
+        if self._seen.get(seq) == crc or self._run.get(seq) == crc:
             self.stats.duplicates += 1
             return Received("duplicate", seq, pkt.codes)
-        self.stats.stale += 1
-        return Received("stale", seq, pkt.codes)
+        return self._stale(seq, crc, pkt.codes)
+
+    def _stale(self, seq: int, crc: int, codes: np.ndarray) -> Received:
+        if self._run:
+            last = next(reversed(self._run))
+            if not 0 < (seq - last) % SEQ_MODULUS <= RESYNC_SPAN:
+                self._run.clear()
+        self._run[seq] = crc
+        if len(self._run) < self.resync_after:
+            self.stats.stale += 1
+            return Received("stale", seq, codes)
+        first = next(iter(self._run))
+        jump = (first - self._expected) % SEQ_MODULUS  # type: ignore[operator]
+        skipped = jump if jump < SEQ_MODULUS // 2 else 0  # a forward jump: those were lost
+        inside = (seq - first) % SEQ_MODULUS + 1 - len(self._run)  # gaps within the run
+        run = dict(self._run)
+        self._missing.clear()
+        self._seen.clear()
+        self._expected = (seq + 1) % SEQ_MODULUS
+        for s, c in run.items():
+            self._mark_seen(s, c)
+        for k in range((seq - first) % SEQ_MODULUS):
+            s = (first + k) % SEQ_MODULUS
+            if s not in run:
+                self._missing[s] = None
+        self._run.clear()
+        self.stats.resyncs += 1
+        self.stats.received += 1
+        self.stats.lost += skipped + inside
+        return Received("resync", seq, codes, lost_before=skipped + inside)

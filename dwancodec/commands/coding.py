@@ -12,34 +12,53 @@ The same functions are usable from Python: :func:`encode_file`, :func:`decode_fi
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import math
 import os
+import shutil
+import stat
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from ..audio import AudioError, AudioWriter, Notify, check_output_path, probe_audio, stream_audio
+from ..audio import (
+    AudioError,
+    AudioWriter,
+    Notify,
+    WavStreamWriter,
+    check_output_path,
+    probe_audio,
+    resampled_length,
+    stream_audio,
+)
 from ..bitstream import (
     PACKET_OVERHEAD,
+    DwcFile,
     DwcWriter,
     Header,
     PacketReceiver,
     PacketSender,
     read_dwc,
+    read_dwc_from,
 )
 from ..bundled import demo_clip
+from ..checks import check_sample_rate, check_threads
 
 if TYPE_CHECKING:
     from ..model import Codec
 
+STDIO = "-"                  # input / output path meaning standard input / output
 BLOCK_SECONDS = 5.0          # audio read / decoded per block (bounds memory)
 PROGRESS_MIN_SECONDS = 30.0  # files shorter than this get no progress bar
 COMPARE_MAX_SECONDS = 600.0  # --compare keeps at most this much audio in memory
@@ -57,8 +76,7 @@ def _set_threads(args: argparse.Namespace) -> None:
     threads = getattr(args, "threads", None)
     if threads is None:
         return
-    if threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
+    threads = check_threads(threads, "--threads")
     import torch
 
     torch.set_num_threads(threads)
@@ -91,25 +109,110 @@ def choose_n_q(codec: Codec, n_q: int | None = None, bitrate_kbps: float | None 
     return codec.num_codebooks
 
 
+def output_kind(path: str | Path) -> str:
+    """How an output is written: ``"stdout"`` (``-``), ``"file"`` (a regular file or a new
+    one: written beside it and renamed into place) or ``"stream"`` (a FIFO or a character
+    device such as ``/dev/null``: written in place, never replaced). Anything else (a folder,
+    a block device, a socket, a broken link) is refused with a message naming it."""
+    if str(path) == STDIO:
+        return "stdout"
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise ValueError(f"cannot write {p}: it is a broken symbolic link") from None
+        return "file"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return "stream"
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"cannot write {p}: it is a directory")
+    kind = "block device" if stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else \
+        "special file"
+    raise ValueError(f"cannot write {p}: it is a {kind}; dwancodec writes regular files, "
+                     "FIFOs, character devices such as /dev/null, or - (standard output)")
+
+
+def _write_error(p: str | Path, e: OSError) -> OSError | ValueError:
+    """A one-line user error naming ``p`` (the path the user gave) for an OSError."""
+    reason = e.strerror or str(e)
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionError(f"cannot write {p}: {reason}")
+    return ValueError(f"cannot write {p}: {reason}")
+
+
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same extension); move it into place on success,
-    delete it on failure, so an interrupted run never leaves a half-written output."""
+    delete it on failure, so an interrupted run never leaves a half-written output. Only for
+    regular files (see :func:`output_kind`): a symbolic link keeps pointing at its (replaced)
+    target, and errors name ``path``, never the temporary file."""
     p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(f"cannot write {p}: it is a directory")
-    if not p.parent.exists():
+    if output_kind(p) != "file":
+        raise ValueError(f"cannot write {p}: not a regular file (a FIFO, device or -)")
+    real = Path(os.path.realpath(p))
+    if not real.parent.is_dir():
         raise FileNotFoundError(f"cannot write {p}: folder {p.parent} does not exist")
-    tmp = p.with_name(f".{p.stem}.{os.getpid()}.partial{p.suffix}")
+    if real.exists() and not os.access(real, os.W_OK):
+        raise PermissionError(f"cannot write {p}: the file is read-only")
+    tmp = real.with_name(f".{real.stem}.{os.getpid()}.partial{real.suffix}")
     try:
-        yield tmp
-        os.replace(tmp, p)
+        try:
+            tmp.open("wb").close()
+        except OSError as e:
+            raise _write_error(p, e) from None
+        try:
+            yield tmp
+            os.replace(tmp, real)
+        except OSError as e:
+            if getattr(e, "filename", None) == str(tmp) or str(tmp) in str(e) or e.errno in (
+                    errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO):
+                raise _write_error(p, e) from None
+            raise
+        except ValueError as e:
+            if str(tmp) in str(e):
+                raise type(e)(str(e).replace(str(tmp), str(p))) from None
+            raise
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def _open_stream(path: str | Path) -> BinaryIO:
+    """stdout (``-``) or a FIFO / character device opened for writing in place."""
+    if str(path) == STDIO:
+        return sys.stdout.buffer
+    try:
+        return open(path, "wb")  # closed by the caller
+    except OSError as e:
+        raise _write_error(path, e) from None
+
+
+@contextmanager
+def _stream_errors(path: str | Path) -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise ValueError(f"cannot write {'stdout' if str(path) == STDIO else path}: the "
+                         "reader closed it (broken pipe)") from None
+    except OSError as e:
+        raise _write_error("stdout" if str(path) == STDIO else path, e) from None
+
+
+@contextmanager
+def _spooled_stdin() -> Iterator[BinaryIO]:
+    """Standard input copied to an anonymous temporary file (audio readers need to seek)."""
+    with tempfile.TemporaryFile() as f:
+        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        f.seek(0)
+        yield f
+
+
 def _same_file(a: str | Path, b: str | Path) -> bool:
+    if STDIO in (str(a), str(b)):
+        return False
     pa, pb = Path(a), Path(b)
     return pa.exists() and pb.exists() and pa.samefile(pb)
 
@@ -131,10 +234,16 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(seconds)
 
-    def close(self) -> None:
+    def close(self, done: bool = True) -> None:
+        """Close the bar; at 100 % only when the work is ``done`` (not on an error)."""
         if self.bar is not None:
-            self.bar.n = self.bar.total
+            if done:
+                self.bar.n = self.bar.total
+                self.bar.refresh()
+            else:
+                self.bar.leave = False
             self.bar.close()
+            self.bar = None
 
 
 # Python API -----------------------------------------------------------------------------------
@@ -143,63 +252,130 @@ def encode_file(codec: Codec, input_path: str | Path, output_path: str | Path,
                 progress: bool = False) -> Header:
     """Encode an audio file to ``.dwc`` through the streaming encoder, blockwise.
 
-    Returns the final header. The codes equal ``codec.encode(load_audio(input, sr), n_q)``.
+    ``input_path`` / ``output_path`` may be ``-`` (standard input / output); an output that is
+    a FIFO or a character device is written in place, a regular one atomically. Returns the
+    final header. The codes equal ``codec.encode(load_audio(input, sr), n_q)``.
     """
+    n_q = choose_n_q(codec, n_q)
+    if _same_file(input_path, output_path):
+        raise ValueError(f"output {output_path} would overwrite the input")
+    kind = output_kind(output_path)
+    if str(input_path) == STDIO:
+        with _spooled_stdin() as f:
+            return _encode(codec, f, "stdin", output_path, kind, n_q, notify, progress)
+    return _encode(codec, input_path, None, output_path, kind, n_q, notify, progress)
+
+
+def _encode(codec: Codec, source: str | Path | BinaryIO, name: str | None,
+            output_path: str | Path, kind: str, n_q: int, notify: Notify | None,
+            progress: bool) -> Header:
     import torch
 
     from ..streaming.session import StreamingEncoder
 
-    info = probe_audio(input_path)
-    n_q = choose_n_q(codec, n_q)
-    if _same_file(input_path, output_path):
-        raise ValueError(f"output {output_path} would overwrite the input")
+    info = probe_audio(source, name)
     enc = StreamingEncoder(codec, 1, n_q)
-    bar = _Progress(info.duration, "encode", progress)
-    length = 0
-    try:
-        with atomic_output(output_path) as tmp, open(tmp, "wb") as f:
-            writer = DwcWriter(f, Header.for_codec(codec, n_q, source_rate=info.sample_rate))
-            for block, consumed in stream_audio(input_path, codec.sample_rate, BLOCK_SECONDS,
-                                                notify):
+    template = Header.for_codec(codec, n_q, source_rate=info.sample_rate)
+
+    def write(f: BinaryIO) -> Header:
+        writer = DwcWriter(f, template)
+        length = 0
+        bar = _Progress(info.duration, "encode", progress)
+        done = False
+        try:
+            for block, consumed in stream_audio(source, codec.sample_rate, BLOCK_SECONDS,
+                                                notify, name):
                 length += block.size
                 writer.write(enc.push(torch.from_numpy(block)[None])[0].cpu().numpy())
                 bar.update(consumed / info.sample_rate)
             if length == 0:
-                raise AudioError(f"{input_path} contains no audio samples")
+                raise AudioError(f"{info.label} contains no audio samples")
             writer.write(enc.flush()[0].cpu().numpy())
             header = writer.finish(length)
-    finally:
-        bar.close()
+            done = True
+        finally:
+            bar.close(done)
+        return header
+
+    if kind == "file":
+        with atomic_output(output_path) as tmp, open(tmp, "wb") as f:
+            return write(f)
+    buf = io.BytesIO()  # the header is rewritten at the end: a pipe gets the finished file
+    header = write(buf)
+    with _stream_errors(output_path):
+        out = _open_stream(output_path)
+        try:
+            out.write(buf.getvalue())
+            out.flush()
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
     return header
+
+
+def read_dwc_input(input_path: str | Path) -> DwcFile:
+    """A verified ``.dwc`` file from a path, or from standard input for ``-``."""
+    if str(input_path) == STDIO:
+        return read_dwc_from(sys.stdin.buffer, "stdin")
+    return read_dwc(input_path)
 
 
 def decode_file(codec: Codec, input_path: str | Path, output_path: str | Path,
                 sample_rate: int | None = None, progress: bool = False) -> Header:
-    """Decode a ``.dwc`` file to audio (the original length), blockwise; returns its header."""
+    """Decode a ``.dwc`` file to audio (the original length), blockwise; returns its header.
+
+    ``input_path`` / ``output_path`` may be ``-`` (standard input / output). Standard output,
+    a FIFO or a character device gets 16-bit WAV (the extension, if any, must be ``.wav``),
+    written in place; a regular file is written atomically, in the format of its extension.
+    """
     import torch
 
     from ..streaming.session import StreamingDecoder
 
-    dwc = read_dwc(input_path)
+    if sample_rate is not None:
+        sample_rate = check_sample_rate(sample_rate, "--sample-rate")
+    kind = output_kind(output_path)
+    if kind == "file":
+        check_output_path(output_path)
+    elif Path(str(output_path)).suffix.lower() not in ("", ".wav"):
+        raise AudioError(f"cannot write {output_path}: a pipe or device gets WAV only (use "
+                         "a .wav name or none)")
+    dwc = read_dwc_input(input_path)
     h = dwc.header
     h.check_model(codec)
-    check_output_path(output_path)
-    if sample_rate is not None and not 1 <= sample_rate <= 768000:
-        raise ValueError(f"--sample-rate must be in [1, 768000] Hz, got {sample_rate}")
     dec = StreamingDecoder(codec, 1)
     block_frames = max(1, int(BLOCK_SECONDS * h.frame_rate))
     remaining = h.length
-    bar = _Progress(h.duration, "decode", progress)
-    try:
-        with atomic_output(output_path) as tmp, AudioWriter(tmp, h.sample_rate,
-                                                             sample_rate) as w:
+    out_rate = sample_rate or h.sample_rate
+
+    def run(w: AudioWriter | WavStreamWriter) -> None:
+        nonlocal remaining
+        bar = _Progress(h.duration, "decode", progress)
+        done = False
+        try:
             for codes in dwc.iter_codes(block_frames):
                 pcm = dec.push(torch.from_numpy(codes)[None])[0].cpu().numpy()[:remaining]
                 remaining -= pcm.size
                 w.write(pcm)
                 bar.update(pcm.size / h.sample_rate)
-    finally:
-        bar.close()
+            done = True
+        finally:
+            bar.close(done)
+
+    if kind == "file":
+        with atomic_output(output_path) as tmp, AudioWriter(tmp, h.sample_rate,
+                                                             sample_rate) as w:
+            run(w)
+        return h
+    with _stream_errors(output_path):
+        out = _open_stream(output_path)
+        try:
+            with WavStreamWriter(out, h.sample_rate, out_rate,
+                                 resampled_length(h.length, h.sample_rate, out_rate)) as ws:
+                run(ws)
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
     return h
 
 
@@ -340,21 +516,44 @@ def stream_roundtrip(codec: Codec, blocks: Iterable[np.ndarray], n_q: int | None
     )
 
 
+SCORES = (("pesq_wb", "pesq", "PESQ-WB"), ("stoi", "pystoi", "STOI"))  # optional packages
+
+
+def available_scores() -> list[str]:
+    """The optional scores whose package is installed (``pesq_wb``, ``stoi``)."""
+    return [name for name, module, _ in SCORES if find_spec(module) is not None]
+
+
+def _missing_scores_note(note: Notify) -> None:
+    missing = [(label, module) for name, module, label in SCORES
+               if name not in available_scores()]
+    if missing:
+        note(f"{' and '.join(lbl for lbl, _ in missing)} left out: "
+             f"{', '.join(m for _, m in missing)} not installed (pip install "
+             "'dwancodec[all]')")
+
+
 def _scores(ref: np.ndarray, est: np.ndarray, sr: int, note: Notify) -> dict[str, float]:
+    """SI-SDR and mel distance, plus PESQ-WB and STOI when their packages are installed (left
+    out otherwise: never a ``nan`` for a missing package)."""
     from .. import metrics
 
     out = {"si_sdr": metrics.si_sdr(ref, est), "mel_distance": metrics.mel_distance(ref, est, sr)}
     for name, fn in (("pesq_wb", metrics.pesq_wb), ("stoi", metrics.stoi)):
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                out[name] = fn(ref, est, sr)
-            for w in caught:
-                note(str(w.message))
-        except ImportError as e:
-            note(f"{name} skipped: {e.name} is not installed (pip install 'dwancodec[train]')")
-            out[name] = float("nan")
+        if name not in available_scores():
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out[name] = fn(ref, est, sr)
+        for w in caught:
+            note(str(w.message))
     return out
+
+
+def _fmt(value: float | None, spec: str, width: int = 0) -> str:
+    """A score, or ``n/a`` (right-aligned to ``width``) when it could not be computed."""
+    text = format(value, spec) if value is not None and math.isfinite(value) else "n/a"
+    return text.rjust(width)
 
 
 # Handlers -------------------------------------------------------------------------------------
@@ -366,11 +565,13 @@ def run_encode(args: argparse.Namespace) -> int:
     h = encode_file(codec, args.input, args.output, n_q, _notifier(args), not args.quiet)
     dt = time.perf_counter() - t0
     if not args.quiet:
-        size = Path(args.output).stat().st_size
-        print(f"{args.output}: {h.num_frames} frames, {h.duration:.2f} s, n_q {h.n_q}/"
+        size = h.file_size
+        name = "stdout" if args.output == STDIO else args.output
+        print(f"{name}: {h.num_frames} frames, {h.duration:.2f} s, n_q {h.n_q}/"
               f"{h.num_codebooks}, {h.bitrate / 1000:.2f} kbps, {size} bytes "
               f"({size * 8 / max(h.duration, 1e-9) / 1000:.2f} kbps with header); "
-              f"{dt:.2f} s ({dt / max(h.duration, 1e-9):.3f} x real time)")
+              f"{dt:.2f} s ({dt / max(h.duration, 1e-9):.3f} x real time)",
+              file=sys.stderr if args.output == STDIO else sys.stdout)
     return 0
 
 
@@ -383,9 +584,11 @@ def run_decode(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     if not args.quiet:
         rate = getattr(args, "sample_rate", None) or h.sample_rate
-        print(f"{args.output}: {h.duration:.2f} s at {rate} Hz from {h.num_frames} frames "
+        name = "stdout" if args.output == STDIO else args.output
+        print(f"{name}: {h.duration:.2f} s at {rate} Hz from {h.num_frames} frames "
               f"(n_q {h.n_q}, {h.bitrate / 1000:.2f} kbps); {dt:.2f} s "
-              f"({dt / max(h.duration, 1e-9):.3f} x real time)")
+              f"({dt / max(h.duration, 1e-9):.3f} x real time)",
+              file=sys.stderr if args.output == STDIO else sys.stdout)
     return 0
 
 
@@ -399,6 +602,9 @@ def run_roundtrip(args: argparse.Namespace) -> int:
     info = probe_audio(args.input)
     if _same_file(args.input, args.output):
         raise ValueError(f"output {args.output} would overwrite the input")
+    if output_kind(args.output) != "file":
+        raise ValueError(f"cannot write {args.output}: roundtrip writes a regular file (use "
+                         "decode for a pipe or device)")
     check_output_path(args.output)
     note = _notifier(args)
     keep = int(COMPARE_MAX_SECONDS * codec.sample_rate) if args.compare else 0
@@ -412,6 +618,7 @@ def run_roundtrip(args: argparse.Namespace) -> int:
             held[0] += ref[-1].size
 
     bar = _Progress(info.duration, "roundtrip", not args.quiet)
+    done = False
     with atomic_output(args.output) as tmp, AudioWriter(tmp, codec.sample_rate) as w:
         def on_audio(y: np.ndarray) -> None:
             w.write(y)
@@ -425,8 +632,9 @@ def run_roundtrip(args: argparse.Namespace) -> int:
         try:
             r = stream_roundtrip(codec, blocks, n_q, chunk, on_audio=on_audio,
                                  on_input=keep_ref if keep else None)
+            done = True
         finally:
-            bar.close()
+            bar.close(done)
     lines = {
         "input": f"{args.input} ({r.duration:.2f} s, {info.sample_rate} Hz, "
                  f"{info.channels} ch)",
@@ -446,9 +654,11 @@ def run_roundtrip(args: argparse.Namespace) -> int:
         if held[0] < r.num_samples:
             note(f"--compare scores the first {COMPARE_MAX_SECONDS:.0f} s only")
         scores = _scores(np.concatenate(ref), np.concatenate(est), codec.sample_rate, note)
-        lines["scores"] = (f"PESQ-WB {scores['pesq_wb']:.3f}, STOI {scores['stoi']:.3f}, "
-                           f"SI-SDR {scores['si_sdr']:.2f} dB, mel distance "
-                           f"{scores['mel_distance']:.3f}")
+        _missing_scores_note(note)
+        parts = [f"{label} {_fmt(scores[name], '.3f')}" for name, _, label in SCORES
+                 if name in scores]
+        lines["scores"] = ", ".join([*parts, f"SI-SDR {_fmt(scores['si_sdr'], '.2f')} dB",
+                                     f"mel distance {_fmt(scores['mel_distance'], '.3f')}"])
     if not args.quiet or args.compare:
         for k, v in lines.items():
             print(f"{k + ':':9s} {v}")
@@ -513,11 +723,12 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     out: dict[str, Any] = {}
     if args.file is not None:
-        dwc = read_dwc(args.file)
+        dwc = read_dwc_input(args.file)  # verifies checksums, padding and every frame
         d = dwc.header.describe()
-        size = Path(args.file).stat().st_size
-        d["file_bitrate_bps"] = size * 8 / d["duration_s"] if d["duration_s"] else float("nan")
+        size = dwc.header.file_size
+        d["file_bitrate_bps"] = size * 8 / d["duration_s"] if d["duration_s"] else 0.0
         d["checksum"] = "ok"
+        d["frames_valid"] = True
         out["file"] = d
     codec = None
     if args.model is not None:
@@ -549,7 +760,8 @@ def run_info(args: argparse.Namespace) -> int:
                         f"kbps; file {d['file_bitrate_bps'] / 1000:.3f} kbps"),
             ("size", f"{d['file_bytes']} bytes (header {d['header_bytes']}, payload "
                      f"{d['payload_bytes']}, checksum 4)"),
-            ("checksum", d["checksum"]),
+            ("checksum", f"{d['checksum']} (header and payload CRC32; every frame holds a "
+                         "valid code combination)"),
         ]:
             print(f"  {k + ':':12s} {v}")
     if "model" in out:
@@ -581,8 +793,11 @@ def run_demo(args: argparse.Namespace) -> int:
     chunk = codec.hop_length * max(1, round(0.02 * sr / codec.hop_length))  # ~20 ms
     print(f"dwancodec demo: {source.name} ({audio.size / sr:.2f} s) through {codec.identity()}, "
           f"streamed in {1000 * chunk / sr:.0f} ms chunks")
+    scored = available_scores()
+    _missing_scores_note(note)
     print(f"{'n_q':>3s} {'kbps':>6s} {'.dwc bytes':>10s} {'latency':>8s} {'RTF':>7s} "
-          f"{'CPU RTF':>7s} {'PESQ-WB':>7s} {'STOI':>5s} {'SI-SDR':>7s}  file")
+          f"{'CPU RTF':>7s} " + ("PESQ-WB " if "pesq_wb" in scored else "")
+          + ("STOI  " if "stoi" in scored else "") + f"{'SI-SDR':>7s}  file")
     for n_q in range(1, codec.num_codebooks + 1):
         name = f"{stem}_{codec.bitrate(n_q) / 1000:.2f}kbps_nq{n_q}"
         decoded: list[np.ndarray] = []
@@ -599,9 +814,11 @@ def run_demo(args: argparse.Namespace) -> int:
             dw.finish(audio.size)
         size = (out_dir / f"{name}.dwc").stat().st_size
         s = _scores(audio, y, sr, note if n_q == 1 else (lambda m: None))
+        cols = (_fmt(s["pesq_wb"], ".3f", 7) + " " if "pesq_wb" in s else "") + \
+            (_fmt(s["stoi"], ".3f", 5) + " " if "stoi" in s else "")
         print(f"{n_q:3d} {r.bitrate_bps / 1000:6.2f} {size:10d} {r.latency_ms:6.1f}ms "
-              f"{r.rtf:7.4f} {r.cpu_rtf:7.4f} {s['pesq_wb']:7.3f} {s['stoi']:5.3f} "
-              f"{s['si_sdr']:7.2f}  {out_dir / name}.wav")
+              f"{r.rtf:7.4f} {r.cpu_rtf:7.4f} {cols}{_fmt(s['si_sdr'], '.2f', 7)}  "
+              f"{out_dir / name}.wav")
     print(f"decoded files and .dwc bitstreams are in {out_dir}/ (RTF: wall-clock compute time / "
           f"audio time with {_threads()} torch thread(s), < 1 is faster than real time; CPU RTF: "
           "the same with process CPU time; latency: algorithmic)")
@@ -641,4 +858,5 @@ def _demo_onnx_line(codec: Codec, audio: np.ndarray, chunk: int, torch_codes: np
           "equal to the torch encoder's")
 
 
-__all__ = ["choose_n_q", "decode_file", "encode_file", "load_model", "stream_roundtrip"]
+__all__ = ["atomic_output", "available_scores", "choose_n_q", "decode_file", "encode_file",
+           "load_model", "output_kind", "read_dwc_input", "stream_roundtrip"]
