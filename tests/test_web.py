@@ -391,6 +391,19 @@ def test_live_microphone(page: Page, shipped: Any, speech: np.ndarray) -> None:
           f"correlation with the file {ncc:.3f}")
 
 
+def test_page_fetches_only_from_its_server(page: Page) -> None:
+    """No CDN or other host: the page, its worker and worklet load everything from the server
+    (the onnxruntime-web files from the set-up cache folder)."""
+    page.messages()  # collect pending events
+    base = page.evaluate("location.origin") + "/"
+    urls = page.requests
+    assert any(u.endswith("/ort/ort-wasm-simd-threaded.wasm") for u in urls), urls
+    assert any(u.endswith("/model/decoder_step.onnx") for u in urls), urls
+    assert any(u.endswith("/static/worklet.js") for u in urls), urls
+    elsewhere = [u for u in urls if not u.startswith((base, "data:", "blob:"))]
+    assert elsewhere == [], elsewhere
+
+
 def test_follows_the_sidecar_of_another_model(browser: Chromium, speech: np.ndarray,
                                               tmp_path: Path) -> None:
     """A different architecture, frames per step, stage count and codebook: same agreement."""

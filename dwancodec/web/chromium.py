@@ -92,6 +92,7 @@ class Chromium:
         self._next = 0
         self._lock = threading.Lock()
         self._waiting: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self._children: dict[str, str] = {}  # worker session -> its page's session
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -115,7 +116,25 @@ class Chromium:
                 if "id" in msg and msg["id"] in self._waiting:
                     self._waiting.pop(msg["id"]).put(msg)
                 elif "method" in msg:
+                    if msg["method"] == "Target.attachedToTarget" and "sessionId" in msg:
+                        # a worker of a page (auto-attach): watch it too, then let it run
+                        child = msg["params"]["sessionId"]
+                        self._children[child] = msg["sessionId"]
+                        for method in ("Runtime.enable", "Network.enable",
+                                       "Runtime.runIfWaitingForDebugger"):
+                            self._post(method, {}, child)
                     self.events.put(msg)
+
+    def _post(self, method: str, params: dict[str, Any], session: str | None) -> int:
+        """Write one command without waiting for its reply; returns its id."""
+        with self._lock:
+            self._next += 1
+            msg: dict[str, Any] = {"id": self._next, "method": method, "params": params}
+            if session:
+                msg["sessionId"] = session
+            with contextlib.suppress(OSError):
+                os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
+            return self._next
 
     def send(self, method: str, params: dict[str, Any] | None = None,
              session: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
@@ -149,6 +168,9 @@ class Chromium:
         page = Page(self, session)
         page.send("Page.enable")
         page.send("Runtime.enable")
+        page.send("Network.enable")  # Page.requests: every URL the page and its workers fetch
+        page.send("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": True,
+                                           "flatten": True})
         page.navigate(url, timeout)
         return page
 
@@ -178,12 +200,14 @@ class Chromium:
 
 
 class Page:
-    """One tab, attached with a flat session."""
+    """One tab, attached with a flat session; its workers are attached too, so
+    :attr:`console` and :attr:`requests` cover them."""
 
     def __init__(self, browser: Chromium, session: str) -> None:
         self.browser = browser
         self.session = session
         self.console: list[str] = []
+        self.requests: list[str] = []
 
     def send(self, method: str, params: dict[str, Any] | None = None,
              timeout: float = 60.0) -> dict[str, Any]:
@@ -196,12 +220,15 @@ class Page:
                 ev = self.browser.events.get_nowait()
             except queue.Empty:
                 return out
-            if ev.get("sessionId") != self.session:
+            sid = ev.get("sessionId")
+            if self.browser._children.get(sid, sid) != self.session:
                 continue
             if ev["method"] == "Runtime.consoleAPICalled":
                 args = ev["params"].get("args", [])
                 text = " ".join(str(a.get("value", a.get("description", ""))) for a in args)
                 self.console.append(f"console.{ev['params'].get('type')}: {text}")
+            elif ev["method"] == "Network.requestWillBeSent":
+                self.requests.append(ev["params"]["request"]["url"])
             elif ev["method"] == "Runtime.exceptionThrown":
                 d = ev["params"]["exceptionDetails"]
                 self.console.append("exception: " + str(

@@ -184,7 +184,8 @@ function showNumbers() {
   $('n-ms').textContent = `${fmt(s.meanMs, 2)} ms`;
   $('n-ms-d').textContent = `enc ${fmt(s.encMs, 2)} + dec ${fmt(s.decMs, 2)} · p95 ${fmt(s.p95Ms, 2)}`;
   $('n-rtf').textContent = fmt(s.rtf, 3);
-  $('n-rtf-d').textContent = `${fmt(1 / s.rtf, 0)}x faster than real time · ${fmt(s.seconds, 1)} s`;
+  $('n-rtf-d').textContent = `compute / audio: ${fmt(1 / s.rtf, 1)}x real time · ` +
+    `${fmt(s.seconds, 1)} s coded`;
   $('n-under').textContent = io ? String(io.underruns) : '-';
   $('n-under-d').textContent = io ? `${fmt(io.dropped * 1000 / s.ctxRate, 0)} ms dropped to catch ` +
     `up · device ${s.ctxRate / 1000} kHz` : '';
@@ -201,6 +202,10 @@ function outputMarginMs(io, rate) {
 async function start() {
   await ready;
   if (live) return;
+  if (!navigator.mediaDevices || !window.AudioWorkletNode) {
+    throw new Error('this page needs a secure context for the microphone and AudioWorklet: ' +
+      `open it as http://127.0.0.1:${location.port}/ or http://localhost:${location.port}/`);
+  }
   $('start').disabled = true;
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
