@@ -39,16 +39,22 @@ async function init({ modelBase, ortBase, threads }) {
   codec = await StepCodec.load(ort, modelBase, { onProgress: (m) => post({ type: 'progress', message: m }) });
   const loadMs = now() - t0;
   // Warm-up: the browser compiles WebAssembly twice (a quick baseline, then optimized code in
-  // the background for the functions that run often); a few steps of noise let that happen
-  // before the first real frame, and make the first steps' one-off allocations.
+  // the background for the functions that run often). Steps of noise let that happen before
+  // the first real frame: at least 1 s, then on while a window of 10 steps is still >15 %
+  // faster than the one before (at most 6 s).
   const t1 = now();
   const st = newStreams();
   const noise = new Float32Array(codec.c.stepSamples);
-  let steps = 0;
-  while (steps < 10 || (now() - t1 < 1500 && steps < 200)) {
+  let steps = 0, windowStart = now(), previous = Infinity;
+  for (;;) {
     for (let i = 0; i < noise.length; i++) noise[i] = 0.1 * (Math.random() - 0.5);
     await codecStep(st, noise, codec.c.encoderNq);
-    steps++;
+    if (++steps % 10) continue;
+    const mean = (now() - windowStart) / 10;
+    windowStart = now();
+    const improving = mean < 0.85 * previous;
+    previous = mean;
+    if (now() - t1 > 6000 || (now() - t1 > 1000 && !improving)) break;
   }
   const info = codec.info();
   info.loadMs = loadMs;
@@ -103,6 +109,7 @@ async function job({ id, pcm, nq, latents: wantLatents }) {
     frame.set(pcm.subarray(s * step, Math.min(pcm.length, (s + 1) * step)));
     const r = await codecStep(st, frame, nq);
     stepMs.push(r.encMs + r.decMs);
+    if (s % 250 === 249) post({ type: 'progress', message: `coding: ${Math.round(100 * s / steps)} %` });
     bytes += r.packetBytes;
     for (let t = 0; t < k; t++) {
       const f = s * k + t;
