@@ -23,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
         except RuntimeSetupError as e:
             print(f"dwancodec web: error: {e}", file=sys.stderr)
             return EXIT_USER
-        print(f"{PACKAGE} {rt.version} ready in {rt.directory}; now run `dwancodec web`"
-              + (f" --runtime-dir {args.runtime_dir}" if args.runtime_dir else ""))
+        then = "dwancodec web" + (f" --runtime-dir {args.runtime_dir}" if args.runtime_dir else "")
+        print(f"{PACKAGE} {rt.version} ready in {rt.directory}; now run `{then}`")
         return 0
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
