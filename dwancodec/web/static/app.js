@@ -155,9 +155,12 @@ function onReady(i) {
   sel.value = String(opt.nq >= 1 && opt.nq <= i.encoderNq ? opt.nq : i.encoderNq);
   sel.disabled = false;
   $('start').disabled = false;
-  sgIn = new ScrollingSpectrogram($('sg-in'), i.sampleRate, { hop: i.hop / 2 });
-  sgOut = new ScrollingSpectrogram($('sg-out'), i.sampleRate, { hop: i.hop / 2 });
-  const span = $('sg-in').width * i.hop / 2 / i.sampleRate;
+  // one column per 10 ms, ~32 ms windows, whatever the model's frame
+  const sgHop = Math.round(i.sampleRate / 100);
+  const nfft = 2 ** Math.round(Math.log2(0.032 * i.sampleRate));
+  sgIn = new ScrollingSpectrogram($('sg-in'), i.sampleRate, { hop: sgHop, nfft });
+  sgOut = new ScrollingSpectrogram($('sg-out'), i.sampleRate, { hop: sgHop, nfft });
+  const span = $('sg-in').width * sgHop / i.sampleRate;
   $('sg-in-d').textContent = $('sg-out-d').textContent =
     `0-${i.sampleRate / 2000} kHz, last ${span.toFixed(1)} s`;
   requestAnimationFrame(animate);
