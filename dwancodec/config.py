@@ -52,6 +52,10 @@ class QuantizerConfig:
     ema_decay: float = 0.99
     dead_code_threshold: float = 2.0
     quantizer_dropout: float = 0.5
+    # Residual refinement: stage i quantizes ``residual * stage_gain**i`` and its output is
+    # scaled back by ``stage_gain**-i``, so later stages start at a finer scale (residual FSQ).
+    # 1.0 = v1 (every stage at the same scale; the residual then grows across stages).
+    stage_gain: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ class CodecConfig:
 
 
 # (section, field) added after dwancodec-16k v1; see CodecConfig.identity_json.
-LATER_FIELDS = (("decoder", "head"),)
+LATER_FIELDS = (("decoder", "head"), ("quantizer", "stage_gain"))
 _DEFAULT_SECTIONS = {"encoder": EncoderConfig(), "quantizer": QuantizerConfig(),
                      "decoder": DecoderConfig()}
 
@@ -276,6 +280,8 @@ def validate_config(cfg: CodecConfig) -> None:
     if q.kind == "fsq" and math.prod(q.levels) > MAX_CODEBOOK:
         raise ValueError(f"quantizer.levels {q.levels} give {math.prod(q.levels)} codes "
                          f"(at most {MAX_CODEBOOK})")
+    if not 1.0 <= q.stage_gain <= 16.0:
+        raise ValueError(f"quantizer.stage_gain must be in [1, 16], got {q.stage_gain}")
     if q.kind == "lfq" and not 1 <= q.lfq_bits <= 24:
         raise ValueError(f"quantizer.lfq_bits must be in [1, 24], got {q.lfq_bits}")
     hop = cfg.hop_length

@@ -89,6 +89,14 @@ class Codec(nn.Module):
     def latency_ms(self) -> float:
         return 1000.0 * self.latency_samples / self.sample_rate
 
+    @property
+    def blind_share(self) -> float:
+        """Share of the decoded output that the head extrapolates beyond what the encoder has
+        seen (see :func:`dwancodec.lengths.blind_share`): 0.38 for default-v1's head."""
+        dec = self.config.decoder
+        return lengths.blind_share(self.hop_length, dec.n_fft, dec.istft_hop,
+                                   window="sine" if dec.head == "mdct" else "hann")
+
     def bitrate(self, n_q: int | None = None) -> float:
         """Bits per second using the first ``n_q`` stages (all by default)."""
         n_q = self.num_codebooks if n_q is None else check_n_q(n_q, self.num_codebooks)
@@ -237,7 +245,11 @@ class Codec(nn.Module):
             "sample_rate": self.sample_rate,
             "hop_length": self.hop_length,
             "frame_rate": self.frame_rate,
+            "latency_samples": self.latency_samples,
             "latency_ms": self.latency_ms,
+            "blind_share": round(self.blind_share, 4),
+            "head": f"{self.config.decoder.head}, window {self.config.decoder.n_fft}, "
+                    f"hop {self.config.decoder.istft_hop}",
             "num_codebooks": self.num_codebooks,
             "codebook_size": self.codebook_size,
             "bitrates_kbps": [round(self.bitrate(n) / 1000, 3)

@@ -181,8 +181,9 @@ class DecoderStepGraph(nn.Module):
         """
         keep = (self.stage_index < n_q).to(torch.float32)
         z_q: Tensor | None = None
-        for i, stage in enumerate(self.codec.quantizer.stages):
-            q = stage.project_out(stage.quantizer.decode(codes[:, i]))
+        rq = self.codec.quantizer
+        for i, stage in enumerate(rq.stages):
+            q = rq.stage_latent(i, stage.quantizer.decode(codes[:, i]))
             z_q = q if z_q is None else z_q + q * keep[i]  # stage 0 is always active
         assert z_q is not None
         return z_q

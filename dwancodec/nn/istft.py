@@ -143,7 +143,11 @@ class ISTFTHead(Stateful):
                                                    self.coeffs_per_frame)
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        frames = self.coefficients(x) @ self.basis
+        return self.overlap_add(self.coefficients(x) @ self.basis, state)
+
+    def overlap_add(self, frames: Tensor, state: State) -> tuple[Tensor, State]:
+        """Windowed synthesis frames ``[B, n, n_fft]`` (``U`` per code frame) + carried tail
+        -> ``[B, n * istft_hop]`` finished samples + new tail."""
         b, n, _ = frames.shape  # n synthesis frames, each n_fft windowed samples
         r, h = self.overlap, self.istft_hop
         pieces = frames.reshape(b, n, r, h)

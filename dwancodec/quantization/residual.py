@@ -45,22 +45,31 @@ class ResidualQuantizer(nn.Module):
         self.stages = nn.ModuleList(Stage(cfg, latent_dim) for _ in range(cfg.num_quantizers))
         self.num_quantizers = cfg.num_quantizers
         self.codebook_size = self.stages[0].quantizer.codebook_size
+        self.gains = [cfg.stage_gain**i for i in range(cfg.num_quantizers)]
+
+    def stage_latent(self, i: int, values: Tensor) -> Tensor:
+        """Quantized stage-``i`` values ``[B, d, T]`` -> its latent contribution ``[B, D, T]``."""
+        q = self.stages[i].project_out(values)
+        return q if self.gains[i] == 1.0 else q / self.gains[i]
+
+    def stage_input(self, i: int, residual: Tensor) -> Tensor:
+        g = self.gains[i]
+        return self.stages[i].project_in(residual if g == 1.0 else residual * g)
 
     def encode(self, z: Tensor, n_q: int | None = None) -> Tensor:
         n_q = self.num_quantizers if n_q is None else n_q
         codes = []
         residual = z
-        for stage in self.stages[:n_q]:
-            c = stage.quantizer.encode(stage.project_in(residual))
+        for i, stage in enumerate(self.stages[:n_q]):
+            c = stage.quantizer.encode(self.stage_input(i, residual))
             codes.append(c)
-            residual = residual - stage.project_out(stage.quantizer.decode(c))
+            residual = residual - self.stage_latent(i, stage.quantizer.decode(c))
         return torch.stack(codes, dim=1)
 
     def decode(self, codes: Tensor) -> Tensor:
         z_q = None
         for i in range(codes.shape[1]):
-            stage = self.stages[i]
-            q = stage.project_out(stage.quantizer.decode(codes[:, i]))
+            q = self.stage_latent(i, self.stages[i].quantizer.decode(codes[:, i]))
             z_q = q if z_q is None else z_q + q
         assert z_q is not None
         return z_q
@@ -78,18 +87,26 @@ class ResidualQuantizer(nn.Module):
         z_q: Tensor | None = None
         residual = z
         codes, losses, metrics = [], {}, {}
+        energy = z.detach().pow(2).mean() + 1e-8
+        residual_loss = z.new_zeros(())
         for i, stage in enumerate(stages):
-            out = stage.quantizer(stage.project_in(residual))
-            q = stage.project_out(out.z_q)
+            out = stage.quantizer(self.stage_input(i, residual))
+            q = self.stage_latent(i, out.z_q)
             keep = (n_active > i).to(z.dtype)
             q_kept = q * keep[:, None, None]
             # Without dropout keep == 1 and q_kept == q bit for bit, so forward == decode(codes).
             z_q = q_kept if z_q is None else z_q + q_kept
             residual = residual - q
+            # What each stage leaves over, relative to the latent's energy (scale-invariant,
+            # so the encoder cannot lower it by shrinking z): the "residual" loss asks every
+            # stage to refine what the earlier ones left instead of adding its own noise.
+            residual_loss = residual_loss + residual.pow(2).mean() / energy / len(stages)
+            metrics[f"residual_rms.{i}"] = residual.detach().pow(2).mean().sqrt()
             codes.append(out.codes)
             for k, v in out.losses.items():
                 losses[k] = losses.get(k, 0.0) + v / len(stages)
             for k, v in out.metrics.items():
                 metrics[f"{k}.{i}"] = v
         assert z_q is not None
+        losses["residual"] = residual_loss
         return QuantizerOutput(z_q, torch.stack(codes, dim=1), losses, metrics)

@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from .logger import MetricLogger
 
 
+def frame_modulation(recon: Tensor, hop: int) -> float:
+    """How much the decoded power swings with the position inside a code frame: the standard
+    deviation, over the ``hop`` offsets, of the mean power at that offset divided by the mean
+    power. Speech has no preferred phase relative to the frame grid, so the input scores about
+    0.05 (chance) on 9 x 4 s; a head whose sub-frames disagree in gain buzzes at the frame rate
+    (default-v1: 0.5, a 50 Hz amplitude modulation that PESQ punishes)."""
+    t = recon.shape[-1] // hop * hop
+    power = recon[..., :t].double().pow(2).reshape(-1, hop).mean(0)
+    return float(power.std() / (power.mean() + 1e-12))
+
+
 def pesq_stoi(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> tuple[float, float]:
     """PESQ-WB (16 kHz) and STOI of one clip; NaN where the scorer refuses (e.g. silence)."""
     from pesq import pesq
@@ -49,6 +60,7 @@ def validate(model: Codec, batch: Tensor, with_pesq_stoi: bool = True,
         scores[f"mel.{tag}"] = float(mel_loss(recon, batch))
         scores[f"stft.{tag}"] = float(stft_loss(recon, batch))
         scores[f"si_sdr.{tag}"] = float(si_sdr_torch(batch, recon).mean())
+        scores[f"frame_mod.{tag}"] = frame_modulation(recon, model.hop_length)
         if with_pesq_stoi:
             pairs = [pesq_stoi(r[0].cpu().numpy(), e[0].cpu().numpy(), sr)
                      for r, e in zip(batch, recon, strict=True)]
