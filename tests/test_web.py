@@ -37,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -91,26 +92,29 @@ class Server:
     """``dwancodec web --port 0`` in its own process group; the URL from its first line."""
 
     def __init__(self, *args: str | Path, timeout: float = 60) -> None:
+        # stderr to a file, never a pipe that can fill up; closed in close()
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [*CLI, "web", "--port", "0", *map(str, args)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [*CLI, "web", "--port", "0", "--quiet", *map(str, args)], stdout=subprocess.PIPE,
+            stderr=self.log, text=True, start_new_session=True,
         )
         try:
             sel = selectors.DefaultSelector()
             sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
-            if not sel.select(timeout):
-                raise AssertionError(f"dwancodec web printed nothing in {timeout} s")
-            line = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
+            line = self.proc.stdout.readline().strip() if sel.select(timeout) else ""  # type: ignore[union-attr]
             if not line.startswith("serving http://"):
-                err = self.proc.stderr.read() if self.proc.poll() is not None else ""  # type: ignore[union-attr]
-                raise AssertionError(f"dwancodec web did not start: {line!r} {err}")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=5)
+                self.log.seek(0)
+                raise AssertionError(f"dwancodec web did not start: {line!r} {self.log.read()}")
             self.url = line.split()[-1]
         except BaseException:
-            _stop_group(self.proc)
+            self.close()
             raise
 
     def close(self) -> None:
         _stop_group(self.proc)
+        self.log.close()
 
 
 def _cli(*args: str | Path, timeout: float = 60, env: dict[str, str] | None = None
