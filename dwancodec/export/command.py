@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .onnx_export import SIDECAR, export_onnx
+from .export import SIDECAR, export_onnx
 
 
 def run(args: argparse.Namespace) -> int:
