@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     result = export_onnx(
         codec, args.out, frames_per_step=args.frames_per_step, n_q=args.n_q,
         full_sequence=args.full_sequence, opset=args.opset, optimize=not args.no_optimize,
-        exporter=getattr(args, "exporter", "dynamo"), log=note,
+        exporter=getattr(args, "exporter", "dynamo"),
+        int8=not args.no_optimize and not getattr(args, "no_int8", False),
+        int8_data=getattr(args, "int8_data", None), log=note,
     )
     if not quiet:
         for f in result.files:

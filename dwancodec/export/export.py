@@ -171,13 +171,16 @@ class ExportResult:
             out.append(self.directory / g["file"])
             if g.get("optimized"):
                 out.append(self.directory / g["optimized"])
+            if g.get("int8"):
+                out.append(self.directory / g["int8"]["file"])
         return out
 
 
 def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
                 n_q: int | None = None, full_sequence: bool = False, opset: int = 20,
                 optimize: bool = True, exporter: str = "dynamo", verify: bool = True,
-                try_offline: bool | None = None, log: Any = None) -> ExportResult:
+                try_offline: bool | None = None, int8: bool = False,
+                int8_data: str | Path | None = None, log: Any = None) -> ExportResult:
     """Write ``encoder_step.onnx``, ``decoder_step.onnx`` (+ ``*_full.onnx``) and the sidecar.
 
     ``frames_per_step``: code frames per step call (audio ``[B, 1, frames_per_step * hop]``).
@@ -187,7 +190,9 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
     matmuls, :func:`rewrite_single_step_convs`), plus a trial of ONNX Runtime's offline
     optimization, kept only where it measurably helps (``try_offline``, default: as
     ``optimize``). ``verify``: compare with the torch step
-    (raises ``RuntimeError`` beyond :data:`CHECK_ATOL`). ``log``: callable for progress notes.
+    (raises ``RuntimeError`` beyond :data:`CHECK_ATOL`). ``int8``: also write the int8 step
+    graphs, kept only if they meet their accuracy contract on the speech of ``int8_data``
+    (:func:`dwancodec.export.quantize.add_int8_variant`). ``log``: callable for progress notes.
     """
     from ..validation import check_n_q
 
@@ -210,6 +215,7 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
     for name in (SIDECAR, ENCODER_STEP, DECODER_STEP, ENCODER_FULL, DECODER_FULL):
         (out / name).unlink(missing_ok=True)
         (out / name.replace(".onnx", ".ort.onnx")).unlink(missing_ok=True)
+        (out / name.replace(".onnx", ".int8.onnx")).unlink(missing_ok=True)
 
     model = prepare_for_export(codec, tabulate=optimize)
     hop, k, batch = codec.hop_length, frames_per_step, 2
@@ -284,6 +290,11 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
                 f"{res['step_us_optimized']:.0f} us per call, "
                 f"{'kept' if res['kept'] else 'not kept (no measurable gain)'}")
     (out / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+    if int8:
+        from .quantize import add_int8_variant
+
+        add_int8_variant(out, int8_data, log=say)
+        sidecar = json.loads((out / SIDECAR).read_text())
     return ExportResult(out, sidecar)
 
 
