@@ -43,8 +43,9 @@ def _add_rate_args(p: argparse.ArgumentParser) -> None:
 
 def _add_encode(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode an audio file to a .dwc bitstream")
-    p.add_argument("input", help="audio file (wav, flac, ogg, mp3)")
-    p.add_argument("output", help="output .dwc file")
+    p.add_argument("input", help="audio file (wav, flac, ogg, mp3); - reads standard input")
+    p.add_argument("output", help="output .dwc file; - writes standard output (a FIFO or a "
+                                  "device such as /dev/null is written in place)")
     _add_rate_args(p)
     _add_model_args(p)
     p.add_argument("--threads", type=int, default=1,
@@ -54,8 +55,9 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
 
 def _add_decode(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("decode", help="decode a .dwc bitstream to audio")
-    p.add_argument("input", help="input .dwc file")
-    p.add_argument("output", help="output audio file (wav, flac, ogg, mp3)")
+    p.add_argument("input", help="input .dwc file; - reads standard input")
+    p.add_argument("output", help="output audio file (wav, flac, ogg, mp3); - writes 16-bit WAV "
+                                  "to standard output (so does a FIFO or a device)")
     p.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
                    help="resample the output to this rate (default: the model's rate)")
     _add_model_args(p)
@@ -117,6 +119,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-optimize", action="store_true",
                    help="plain graphs: no table decode / single-step conv rewrite, no offline "
                         "ONNX Runtime optimizer trial")
+    p.add_argument("--no-int8", action="store_true",
+                   help="no int8 step graphs (by default made, and kept only if PESQ-WB on "
+                        "speech stays within 0.05 of the float graphs)")
+    p.add_argument("--int8-data", default=None,
+                   help="speech folder for the int8 contract (default: $DWANCODEC_VAL_DIR or "
+                        "../shared/data/val-16k)")
     _handler(p, "dwancodec.export.command:run")
 
 
