@@ -256,7 +256,11 @@ class OnnxCodec:
     """
 
     def __init__(self, directory: str | Path | None = None, num_threads: int = 1,
-                 use_full_graphs: bool = True, optimization: str = "all") -> None:
+                 use_full_graphs: bool = True, optimization: str = "all",
+                 precision: str = "float32") -> None:
+        if precision not in ("float32", "int8"):
+            raise ValueError(f"precision must be 'float32' or 'int8', got {precision!r}")
+        self.precision = precision  # "int8": the export's int8 step graphs where it has them
         if directory is None:
             directory = shipped_onnx_dir()
             if not (directory / SIDECAR).exists():
@@ -277,6 +281,9 @@ class OnnxCodec:
         self._sessions: dict[str, ort.InferenceSession] = {}
         self.use_full_graphs = use_full_graphs and "encoder_full" in graphs \
             and "decoder_full" in graphs
+        if precision == "int8" and not any("int8" in graphs[n] for n in graphs):
+            raise ValueError(f"{self.directory} has no int8 graphs (`dwancodec export` keeps "
+                             "them only where they meet their accuracy contract)")
         self.session("encoder_step")
         self.session("decoder_step")
 
@@ -291,6 +298,13 @@ class OnnxCodec:
                 raise ValueError(f"this export has no {name} graph (re-export with "
                                  "--full-sequence for the offline graphs)")
             path = self.directory / (g.get("optimized") or g["file"])
+            q = g.get("int8") if self.precision == "int8" else None
+            if q is not None:  # int8 where the export has it (float32 elsewhere)
+                if not isinstance(q, dict) or not isinstance(q.get("file"), str) \
+                        or not _plain_file_name(q["file"]):
+                    raise ValueError(f"graphs.{name}.int8.file must be the name of an .onnx "
+                                     "file in the folder")
+                path = self.directory / q["file"]
             if not path.exists():
                 raise FileNotFoundError(f"missing graph file {path}")
             root = self.directory.resolve()
