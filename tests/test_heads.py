@@ -149,7 +149,7 @@ def test_stage_gain_refines_at_a_finer_scale() -> None:
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_onnx_step_matches_torch(variant: str, tmp_path) -> None:  # noqa: ANN001
+def test_onnx_step_matches_torch(variant: str, tmp_path) -> None:
     """Every head kind and the stage gains export; the ONNX Runtime step gives the torch
     step's audio for the same codes and the same latents (codes equal but for rounding ties)."""
     import numpy as np

@@ -60,6 +60,9 @@ class TrainConfig:
     # A bundle folder or checkpoint whose model weights start the run (fresh optimizer);
     # tensors whose shape differs (e.g. a new head) keep their initialisation.
     init_from: str = ""
+    # Stop (and checkpoint) after this many wall-clock minutes of training (0: no limit), e.g.
+    # a lent GPU for a fixed time; resuming later continues exactly.
+    max_minutes: float = 0.0
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
     precision: str = "fp32"

@@ -399,8 +399,11 @@ class Trainer:
         t0, last_logged = time.perf_counter(), self.step
         c0 = time.process_time()
         try:
+            started = time.monotonic()
             for audio in loader:
                 if self.step >= cfg.max_steps:
+                    break
+                if cfg.max_minutes and time.monotonic() - started > 60 * cfg.max_minutes:
                     break
                 logs = self.train_step(audio)
                 bar.update(1)
