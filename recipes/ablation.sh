@@ -32,6 +32,11 @@ case $variant in
                    --set disc_segment_seconds=0.5) ;;
     complex-rfsq) weights="{$PHASE, \"residual\": 1}"   # + residual stages that refine
                   model='{"decoder.n_fft": 160, "decoder.istft_hop": 80, "decoder.head": "complex", "quantizer.stage_gain": 2.0}' ;;
+    phase-gan) weights="{$PHASE}"                    # phase-aware losses + the cheap GAN
+               gan=(--set gan_start_step=0 --set discriminators=stft1d
+                    --set disc_segment_seconds=0.5) ;;
+    phase-rfsq) weights="{$PHASE, \"residual\": 1}"  # phase-aware losses + refining stages
+                model='{"quantizer.stage_gain": 2.0}' ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 exec dwancodec train \
