@@ -46,7 +46,13 @@ from torch import Tensor, nn
 
 from ..model import Codec
 from ..streaming.state import StateSpec
-from .graphs import DecoderStepGraph, EncoderStepGraph, n_named
+from .graphs import (
+    FOLDED_TABLE_MAX_BYTES,
+    DecoderStepGraph,
+    EncoderStepGraph,
+    FoldedDecoderStepGraph,
+    n_named,
+)
 from .passes import postprocess_file
 from .prepare import TableDecode, prepare_for_export
 from .timing import optimize_offline
@@ -187,7 +193,8 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
     ``n_q``: stages in the encoder graph (default all; the decoder graph always takes all
     ``N`` stages plus an ``n_q`` input). ``optimize``: graph optimizations for per-frame
     latency (FSQ/LFQ decode as a table lookup, :class:`TableDecode`; single-step convs as
-    matmuls, :func:`rewrite_single_step_convs`), plus a trial of ONNX Runtime's offline
+    matmuls, :func:`rewrite_single_step_convs`; the decoder's dequantizer stages as one
+    lookup + matmul, :class:`FoldedDecoderStepGraph`), plus a trial of ONNX Runtime's offline
     optimization, kept only where it measurably helps (``try_offline``, default: as
     ``optimize``). ``verify``: compare with the torch step
     (raises ``RuntimeError`` beyond :data:`CHECK_ATOL`). ``int8``: also write the int8 step
@@ -221,7 +228,12 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
     hop, k, batch = codec.hop_length, frames_per_step, 2
     enc_spec, dec_spec = model.encoder_state_spec(), model.decoder_state_spec()
     gen = torch.Generator().manual_seed(0)
-    enc, dec = EncoderStepGraph(model, enc_n_q), DecoderStepGraph(model)
+    enc = EncoderStepGraph(model, enc_n_q)
+    dec: DecoderStepGraph = DecoderStepGraph(model)
+    if optimize and FoldedDecoderStepGraph.table_bytes(model) <= FOLDED_TABLE_MAX_BYTES:
+        folded = FoldedDecoderStepGraph(model)
+        dec = folded if folded.applies() else dec
+    fold = isinstance(dec, FoldedDecoderStepGraph)
     enc_in = ["audio", *(f"state_in.{key}" for key in enc_spec)]
     enc_out = ["codes", "latents", *(f"state_out.{key}" for key in enc_spec)]
     dec_in = ["codes", "n_q", *(f"state_in.{key}" for key in dec_spec)]
@@ -275,7 +287,7 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
         graphs[name] = info.__dict__
 
     sidecar = build_sidecar(codec, model, graphs, frames_per_step=k, encoder_n_q=enc_n_q,
-                            opset=opset, exporter=exporter)
+                            opset=opset, exporter=exporter, folded_dequantizer=fold)
     if verify:  # against the codec as torch runs it (no table decode)
         report = verify_export(prepare_for_export(codec, tabulate=False), out, sidecar)
         sidecar["verification"] = report
@@ -299,8 +311,8 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
 
 
 def build_sidecar(codec: Codec, model: Codec, graphs: dict[str, dict[str, Any]], *,
-                  frames_per_step: int, encoder_n_q: int, opset: int, exporter: str
-                  ) -> dict[str, Any]:
+                  frames_per_step: int, encoder_n_q: int, opset: int, exporter: str,
+                  folded_dequantizer: bool = False) -> dict[str, Any]:
     """Everything a torch-free runtime needs to drive the graphs."""
     import onnx
 
@@ -334,6 +346,7 @@ def build_sidecar(codec: Codec, model: Codec, graphs: dict[str, dict[str, Any]],
         "optimizations": {
             "table_decode_stages": sum(isinstance(st.quantizer, TableDecode)
                                        for st in model.quantizer.stages),
+            "folded_dequantizer": folded_dequantizer,
             "single_step_convs": {k: v["notes"].get("single_step_convs")
                                   for k, v in graphs.items()},
         },

@@ -69,3 +69,67 @@ class DecoderStepGraph(nn.Module):
 def n_named(module: nn.Module) -> int:
     """Number of named (non-``*states``) positional inputs of a wrapper's ``forward``."""
     return 2 if isinstance(module, DecoderStepGraph) else 1
+
+
+#: Largest concatenated decode table (bytes) of :class:`FoldedDecoderStepGraph`.
+FOLDED_TABLE_MAX_BYTES = 16 << 20
+
+
+class FoldedDecoderStepGraph(DecoderStepGraph):
+    """:class:`DecoderStepGraph` with the ``N`` dequantizer stages folded into one lookup and
+    one matmul.
+
+    Each stage's latent is affine in its decoded values: ``stage_latent(i, v) = W_i v + b_i``
+    (output projection and residual gain). ``W_i`` and ``b_i`` are read off
+    ``codec.quantizer.stage_latent`` itself at export (on the zero vector and the unit vectors;
+    checked on random values, else :meth:`applies` is false), so
+
+    ``z = sum_i keep_i (W_i v_i + b_i) = [W_0 .. W_N] (keep * [v_0 .. v_N]) + keep @ [b_i]``.
+
+    One ``Gather`` of all stages' decode rows (a concatenated table) and two small matmuls
+    replace, per stage, ``Gather`` + ``Transpose`` + ``Conv`` + ``Mul`` + ``Add`` at every step.
+    Same function; float32 rounding differs (sums in another order), far inside the export
+    check's tolerance.
+    """
+
+    def __init__(self, codec: Codec) -> None:
+        super().__init__(codec)
+        rq = codec.quantizer
+        k, n = codec.codebook_size, len(rq.stages)
+        with torch.no_grad():
+            codes = torch.arange(k)[None]  # [1, K]
+            tables = [st.quantizer.decode(codes)[0].t() for st in rq.stages]  # N x [K, d]
+            d = tables[0].shape[1]
+            eye = torch.eye(d)[:, :, None]  # d unit vectors, [d, d, 1]
+            zero = torch.zeros(1, d, 1)
+            bias = torch.stack([rq.stage_latent(i, zero)[0, :, 0] for i in range(n)])  # [N, D]
+            weight = torch.cat([(rq.stage_latent(i, eye)[:, :, 0] - bias[i]) for i in range(n)])
+            probe = torch.randn(2, d, 3, generator=torch.Generator().manual_seed(0))
+            self.affine = all(torch.allclose(
+                rq.stage_latent(i, probe),
+                torch.einsum("jd,bjt->bdt", weight[i * d:(i + 1) * d], probe)
+                + bias[i][None, :, None], atol=1e-5, rtol=1e-5) for i in range(n))
+        self.register_buffer("values_table", torch.cat(tables).contiguous(),
+                             persistent=False)  # [N * K, d]
+        self.register_buffer("row_offset", (torch.arange(n) * k)[:, None], persistent=False)
+        self.register_buffer("stage_weight", weight.contiguous(), persistent=False)  # [N*d, D]
+        self.register_buffer("stage_bias", bias.contiguous(), persistent=False)  # [N, D]
+
+    @staticmethod
+    def table_bytes(codec: Codec) -> int:
+        """Size of the concatenated decode table of ``codec`` (float32)."""
+        dim = max(st.quantizer.dim for st in codec.quantizer.stages)
+        return 4 * codec.num_codebooks * codec.codebook_size * dim
+
+    def applies(self) -> bool:
+        """Whether every stage's latent was found affine in its values (the fold is exact)."""
+        return self.affine
+
+    def dequantize(self, codes: Tensor, n_q: Tensor) -> Tensor:
+        """``codes [B, N, k]``, ``n_q []`` -> the latents of stages ``< n_q``: ``[B, D, k]``."""
+        keep = (self.stage_index < n_q.clamp(min=1)).to(torch.float32)  # stage 0 always
+        b, _, f = codes.shape
+        v = nn.functional.embedding(codes + self.row_offset, self.values_table)  # [B, N, k, d]
+        v = (v * keep[:, None, None]).transpose(1, 2).reshape(b, f, -1)  # [B, k, N * d]
+        z = v @ self.stage_weight + keep @ self.stage_bias  # [B, k, D]
+        return z.transpose(1, 2)

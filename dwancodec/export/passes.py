@@ -179,11 +179,15 @@ def store_exact_half(model: Any, min_elements: int = HALF_MIN_ELEMENTS) -> dict[
 
 def postprocess_file(path: Path, rewrite: bool) -> dict[str, dict[str, int]]:
     """Load an exported graph once, apply the graph passes, save it once if anything changed:
-    :func:`rewrite_single_step_convs` (when ``rewrite``), then :func:`store_exact_half`."""
+    :func:`rewrite_single_step_convs` and :func:`transposes_to_reshapes` (when ``rewrite``), then
+    :func:`store_exact_half`."""
     import onnx
 
     model = onnx.load(str(path))
-    notes = {"single_step_convs": rewrite_single_step_convs(model)} if rewrite else {}
+    notes: dict[str, Any] = {}
+    if rewrite:
+        notes["single_step_convs"] = rewrite_single_step_convs(model)
+        notes["transposes_as_reshapes"] = {"count": transposes_to_reshapes(model)}
     notes["half_storage"] = store_exact_half(model)
     if any(v for n in notes.values() for v in n.values()):
         onnx.save(model, str(path))
@@ -231,3 +235,50 @@ def inline_stored_half(model: Any) -> int:
         del graph.initializer[:]
         graph.initializer.extend([*kept, *restored])
     return len(restored)
+
+
+def transposes_to_reshapes(model: Any) -> int:
+    """Replace each ``Transpose`` that only moves size-1 axes by a ``Reshape`` (in place).
+
+    In a one-frame step the channel LayerNorms transpose ``[B, C, 1]`` to ``[B, 1, C]`` and
+    back: the element order does not change, so a ``Reshape`` (a view in ONNX Runtime, no
+    copy) is the same function. Needs statically inferred shapes; an unknown axis (the batch)
+    must stay in place (it becomes a ``0``, "copy this axis", in the target shape). Returns
+    the number of rewrites.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes: dict[str, list[int | None]] = {}
+    for vi in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    nodes, count = [], 0
+    for node in graph.node:
+        shape = shapes.get(node.input[0]) if node.op_type == "Transpose" else None
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        if shape is None or perm is None or len(perm) != len(shape):
+            nodes.append(node)
+            continue
+        moved = [p for p in perm if shape[p] != 1]  # the axes that carry data, in new order
+        target = []
+        for j, p in enumerate(perm):
+            if shape[p] is None:
+                target.append(0 if p == j else -2)  # -2: cannot express
+            else:
+                target.append(shape[p])
+        if moved != sorted(moved) or -2 in target:
+            nodes.append(node)
+            continue
+        name = f"{node.name or node.output[0]}_as_reshape"
+        graph.initializer.append(numpy_helper.from_array(np.array(target, np.int64),
+                                                         f"{name}_shape"))
+        nodes.append(helper.make_node("Reshape", [node.input[0], f"{name}_shape"],
+                                      list(node.output), name=name))
+        count += 1
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return count
