@@ -7,7 +7,8 @@
 #   MODEL=path/to/bundle   DwanCodec bundle (default: the shipped dwancodec/assets/default; if it
 #                          is not installed, speed/latency use random 'default' weights and the
 #                          quality run is skipped: random weights score nothing meaningful)
-#   CLIPS=folder           quality clips (default: /work/shared/data/val-16k)
+#   CLIPS=folder           quality clips: a folder of 16 kHz speech files, relative to where
+#                          you run the script or absolute (required unless SKIP has quality)
 #   OUT=folder             raw outputs (default: benchmarks/results)
 #   REPS=3 SECONDS=10      speed: interleaved repetitions, seconds of audio per measurement
 #   THREADS=1,2            speed: torch / ONNX Runtime thread counts
@@ -21,10 +22,12 @@
 # blocks between <!-- BEGIN x --> / <!-- END x --> markers in docs/benchmarks.md are replaced by
 # the new tables, and the PNGs are copied to docs/figures/.
 set -euo pipefail
+CALLER_DIR="$PWD"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
 OUT="${OUT:-$REPO/benchmarks/results}"
-CLIPS="${CLIPS:-/work/shared/data/val-16k}"
+CLIPS="${CLIPS:-}"
+if [ -n "$CLIPS" ] && [ "${CLIPS#/}" = "$CLIPS" ]; then CLIPS="$CALLER_DIR/$CLIPS"; fi
 REPS="${REPS:-3}"
 SECONDS_AUDIO="${SECONDS:-10}"
 THREADS="${THREADS:-1,2}"
@@ -39,6 +42,11 @@ fi
 MODEL_ARGS=()
 if [ -n "${MODEL:-}" ]; then MODEL_ARGS=(--model "$MODEL"); fi
 skip() { [[ " $SKIP " == *" $1 "* ]]; }
+if ! skip quality && { [ -z "$CLIPS" ] || [ ! -d "$CLIPS" ]; }; then
+    echo "run_all.sh: the quality step needs CLIPS=folder of 16 kHz speech clips (got" \
+         "'${CLIPS}'), or leave it out with SKIP=quality" >&2
+    exit 2
+fi
 
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -21,6 +21,7 @@ from typing import BinaryIO
 import numpy as np
 
 Notify = Callable[[str], None]
+UNKNOWN_LENGTH = 0x7FFF0000  # data sizes from here up are "length unknown" placeholders
 EXACT_LENGTH = ("WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF")  # header frames are exact
 AudioSource = str | Path | BinaryIO  # a path, or a seekable binary file object (e.g. stdin spooled)
 
@@ -132,8 +133,8 @@ def _declared_frames(extra_info: str, frames: int) -> int | None:
     if not m:
         return None
     announced, present = int(m.group(1)), int(m.group(2))
-    if announced <= present or present <= 0 or frames <= 0:
-        return None
+    if announced <= present or present <= 0 or frames <= 0 or announced >= UNKNOWN_LENGTH:
+        return None  # a streamed WAV (ffmpeg, sox to a pipe) announces a placeholder size
     return max(frames + 1, round(frames * announced / present))
 
 

@@ -740,10 +740,12 @@ class PacketReceiver:
       a byte-identical copy of one of the last W packets is a ``duplicate``;
     - anything else (a packet W or more ahead, older than the window, or new bytes under a
       number already received) is ``stale``: one stray packet never moves the receiver. When
-      R stale packets in a row each follow the previous one by 1 to :data:`RESYNC_SPAN` (a
-      sender that restarted at 0, or came back after an outage longer than the window), the
-      R-th is reported ``resync`` and the receiver continues from it; a forward jump counts the
-      skipped packets as lost. Any in-order or late packet ends such a run.
+      R stale packets in a row lie within :data:`RESYNC_SPAN` numbers of each other (a sender
+      that restarted at 0, or came back after an outage longer than the window; their order
+      does not matter), the R-th is reported ``resync`` and the receiver continues after the
+      highest of them; numbers inside the run not received are marked missing (they may still
+      arrive ``late``) and a forward jump counts the skipped packets as lost. Any in-order or
+      late packet ends such a run.
 
     ``history`` is the old name of ``window``.
     """
@@ -816,28 +818,35 @@ class PacketReceiver:
         return self._stale(seq, crc, pkt.codes)
 
     def _stale(self, seq: int, crc: int, codes: np.ndarray) -> Received:
-        if self._run:
-            last = next(reversed(self._run))
-            if not 0 < (seq - last) % SEQ_MODULUS <= RESYNC_SPAN:
-                self._run.clear()
+        def near(a: int, b: int) -> bool:
+            return 0 < min((a - b) % SEQ_MODULUS, (b - a) % SEQ_MODULUS) <= RESYNC_SPAN
+
+        if self._run and not any(near(seq, m) for m in self._run):
+            self._run.clear()  # not part of the run: it starts again here
         self._run[seq] = crc
         if len(self._run) < self.resync_after:
             self.stats.stale += 1
             return Received("stale", seq, codes)
-        first = next(iter(self._run))
+        # The run is a few numbers wide: order it from its first (earliest) member.
+        anchor = next(iter(self._run))
+        offsets = {(m - anchor + SEQ_MODULUS // 2) % SEQ_MODULUS - SEQ_MODULUS // 2: m
+                   for m in self._run}
+        first, last = offsets[min(offsets)], offsets[max(offsets)]
+        width = (last - first) % SEQ_MODULUS + 1
         jump = (first - self._expected) % SEQ_MODULUS  # type: ignore[operator]
         skipped = jump if jump < SEQ_MODULUS // 2 else 0  # a forward jump: those were lost
-        inside = (seq - first) % SEQ_MODULUS + 1 - len(self._run)  # gaps within the run
         run = dict(self._run)
         self._missing.clear()
         self._seen.clear()
-        self._expected = (seq + 1) % SEQ_MODULUS
+        self._expected = (last + 1) % SEQ_MODULUS
         for s, c in run.items():
             self._mark_seen(s, c)
-        for k in range((seq - first) % SEQ_MODULUS):
+        inside = 0  # numbers within the run not received yet: missing, may still come late
+        for k in range(width):
             s = (first + k) % SEQ_MODULUS
             if s not in run:
                 self._missing[s] = None
+                inside += 1
         self._run.clear()
         self.stats.resyncs += 1
         self.stats.received += 1

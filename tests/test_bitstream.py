@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import struct
@@ -436,3 +437,117 @@ def test_receiver_reports_gap_size_and_corrupt_packets() -> None:
     bad = rx.receive(packets[5][:-1])
     assert bad.status == "corrupt" and bad.codes is None and "size" in (bad.error or "")
     assert (rx.stats.lost, rx.stats.reordered, rx.stats.corrupt) == (2, 1, 1)
+
+
+# Receiver resynchronisation (issue 14) -------------------------------------------------------
+PLAYED = ("ok", "gap", "late", "resync")
+
+
+@functools.cache
+def _stream(n: int, start: int, seed: int) -> list[bytes]:
+    """``n`` one-frame packets numbered from ``start``; ``seed`` makes the content its own."""
+    sender = bs.PacketSender(60, 1, start_seq=start)
+    codes = _codes(TINY, n, seed)
+    return [sender.push(codes[:, i:i + 1])[0] for i in range(n)]
+
+
+def test_one_stray_packet_far_ahead_does_not_stall_the_stream() -> None:
+    good = _stream(1100, 100, seed=1)
+    stray = _stream(1, 30100, seed=2)[0]  # valid CRC, 30 000 ahead
+    rx = bs.PacketReceiver(60, 3)
+    statuses = [rx.receive(p).status for p in good[:100]]
+    statuses.append(rx.receive(stray).status)
+    statuses += [rx.receive(p).status for p in good[100:]]
+    assert statuses[100] == "stale"
+    assert statuses[:100] + statuses[101:] == ["ok"] * 1100  # was: 1000 x "stale"
+    assert (rx.stats.received, rx.stats.lost, rx.stats.stale, rx.stats.resyncs) == (1100, 0, 1, 0)
+
+
+@pytest.mark.parametrize("sent_before", [5, 700, 5000])
+def test_sender_restart_at_zero_resyncs_after_three_packets(sent_before: int) -> None:
+    old = _stream(sent_before, 0, seed=3)
+    new = _stream(600, 0, seed=4)  # restarted: numbers 0, 1, ... again, new content
+    rx = bs.PacketReceiver(60, 3)
+    assert all(rx.receive(p).status in ("ok", "gap") for p in old)
+    got = [rx.receive(p) for p in new]
+    statuses = [g.status for g in got]
+    assert statuses[:2] == ["stale", "stale"] and statuses[2] == "resync"  # was: 500 x duplicate
+    assert statuses[3:] == ["ok"] * 597
+    assert got[2].lost_before == 0 and rx.stats.resyncs == 1 and rx.stats.duplicates == 0
+
+
+def test_outage_longer_than_the_window_counts_the_loss_and_resyncs() -> None:
+    pkts = _stream(3000, 65000, seed=5)  # wraps around 2**16
+    rx = bs.PacketReceiver(60, 3, window=256)
+    first = [rx.receive(p).status for p in pkts[:100]]
+    after = [rx.receive(p) for p in pkts[1100:]]  # 1000 packets lost: more than the window
+    assert first == ["ok"] * 100
+    assert [g.status for g in after[:3]] == ["stale", "stale", "resync"]
+    assert after[2].lost_before == 1000
+    assert all(g.status == "ok" for g in after[3:])
+    assert rx.stats.lost == 1000 and rx.stats.received == 100 + len(after) - 2
+
+
+@st.composite
+def impaired(draw: st.DrawFn) -> tuple[int, int, list[tuple[int, int]], int]:
+    """(window, first number, arrivals as (stream, index), resync events): loss bursts (some
+    longer than the window), local reordering (within 2 numbers), duplicates, maybe a sender
+    restart at 0. The 5 packets after a long outage arrive in order and without loss (so the
+    resync costs exactly R - 1 = 2); a restarted sender's numbers are far from the old ones
+    (a restarted packet under a number still missing would be taken for a late one)."""
+    window = draw(st.sampled_from([8, 16, 64]))
+    n = draw(st.integers(20, 300))
+    keep, after_outage, calm, fixed = [0], [], 0, {0}
+    i = 1
+    while i < n:
+        if calm == 0 and draw(st.integers(0, 9)) == 0:  # a loss burst
+            i += draw(st.one_of(st.integers(1, 5), st.integers(window, 2 * window)))
+            continue
+        if i - keep[-1] - 1 >= window:  # the bursts since the last packet: a long outage
+            after_outage.append(i)
+            calm = 5
+        if calm:
+            fixed.add(len(keep))
+        keep.append(i)
+        calm = max(0, calm - 1)
+        i += 1
+    for _ in range(draw(st.integers(0, 8))):  # swap neighbours <= 2 numbers apart
+        a = draw(st.integers(0, len(keep) - 1))
+        b = min(len(keep) - 1, a + draw(st.integers(1, 2)))
+        if keep[b] - keep[a] == b - a and a and keep[a] - keep[a - 1] == 1 \
+                and not {a, b} & fixed:  # within a stretch without loss
+            keep[a], keep[b] = keep[b], keep[a]
+    arrivals = [(0, k) for k in keep]
+    for j in sorted(draw(st.lists(st.integers(0, len(arrivals) - 1), max_size=6)), reverse=True):
+        arrivals.insert(j + 1, arrivals[j])  # a duplicate right after the original
+    start = draw(st.sampled_from([0, 1234, 65400, 65535]))
+    if draw(st.booleans()) and len(arrivals) > 10:
+        start = 30000
+        cut = draw(st.integers(5, len(arrivals) - 5))
+        arrivals = arrivals[:cut] + [(1, k) for k in range(draw(st.integers(10, 60)))]
+        after_outage = [k for k in after_outage if (0, k) in arrivals[:cut]] + [-1]
+    return window, start, arrivals, len(after_outage)
+
+
+@given(impaired())
+@settings(max_examples=150, deadline=None)
+def test_receiver_rules_under_reordering_loss_bursts_duplicates_restarts(
+        case: tuple[int, int, list[tuple[int, int]], int]) -> None:
+    window, start, arrivals, events = case
+    streams = [_stream(400, start, seed=6), _stream(100, 0, seed=7)]
+    rx = bs.PacketReceiver(60, 3, window=window)
+    played: list[tuple[int, int]] = []
+    for s, k in arrivals:
+        r = rx.receive(streams[s][k])
+        assert r.status in (*PLAYED, "duplicate", "stale"), r
+        if r.status in PLAYED:
+            played.append((s, k))
+    # Nothing is played twice; every packet that arrived is played except R - 1 = 2 after
+    # each long outage or restart (what the resync rule costs); copies are duplicates.
+    assert len(played) == len(set(played))
+    distinct = set(arrivals)
+    assert len(distinct) - 2 * events <= len(played) <= len(distinct)
+    assert rx.stats.resyncs <= events
+    assert rx.stats.duplicates == len(arrivals) - len(distinct)
+    if any(s == 1 for s, _ in arrivals):  # after a restart, the new stream plays to its end
+        assert played[-1] == arrivals[-1]

@@ -823,22 +823,30 @@ def run_demo(args: argparse.Namespace) -> int:
           f"audio time with {_threads()} torch thread(s), < 1 is faster than real time; CPU RTF: "
           "the same with process CPU time; latency: algorithmic)")
     if args.model is None:  # the last loop pass streamed every stage: compare with those codes
-        _demo_onnx_line(codec, audio, chunk, np.concatenate(codes, axis=-1))
+        _demo_onnx_line(codec, audio, chunk, np.concatenate(codes, axis=-1), note)
     return 0
 
 
-def _demo_onnx_line(codec: Codec, audio: np.ndarray, chunk: int, torch_codes: np.ndarray
-                    ) -> None:
+def _demo_onnx_line(codec: Codec, audio: np.ndarray, chunk: int, torch_codes: np.ndarray,
+                    note: Notify) -> None:
     """The same clip through the shipped ONNX pair (the torch-free deployment path), all stages:
     its speed, and how many codes agree with ``torch_codes`` (``[N, frames]``, the torch stream
-    of every stage). Silent if onnxruntime or the shipped graphs are not installed."""
+    of every stage). A note says so when onnxruntime or the shipped graphs are missing."""
     try:
         from ..runtime import OnnxCodec
 
         runtime = OnnxCodec(num_threads=_threads())
-    except (ImportError, FileNotFoundError):  # the torch path above is then the whole demo
+    except ImportError:  # the torch path above is then the whole demo
+        note("the torch-free ONNX Runtime path was not run: onnxruntime is not installed "
+             "(pip install 'dwancodec[all]')")
+        return
+    except FileNotFoundError:
+        note("the torch-free ONNX Runtime path was not run: the shipped ONNX graphs are not "
+             "installed")
         return
     if runtime.identity != codec.identity():
+        note(f"the torch-free ONNX Runtime path was not run: the shipped graphs are of "
+             f"{runtime.identity}, not {codec.identity()}")
         return
     enc, dec = runtime.streaming_encoder(1), runtime.streaming_decoder(1)
     codes: list[np.ndarray] = []
