@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.util import find_spec
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -520,8 +520,15 @@ SCORES = (("pesq_wb", "pesq", "PESQ-WB"), ("stoi", "pystoi", "STOI"))  # optiona
 
 
 def available_scores() -> list[str]:
-    """The optional scores whose package is installed (``pesq_wb``, ``stoi``)."""
-    return [name for name, module, _ in SCORES if find_spec(module) is not None]
+    """The optional scores whose package can be imported (``pesq_wb``, ``stoi``)."""
+    out = []
+    for name, module, _ in SCORES:
+        try:
+            import_module(module)
+        except ImportError:
+            continue
+        out.append(name)
+    return out
 
 
 def _missing_scores_note(note: Notify) -> None:

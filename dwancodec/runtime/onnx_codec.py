@@ -138,7 +138,7 @@ def _check_sidecar(meta: dict[str, Any], path: Path) -> None:
             total += math.prod(shape)
             if total > MAX_STATE_ELEMENTS:
                 raise bad(f"{side} holds more than {MAX_STATE_ELEMENTS} values per stream")
-            if e.get("dtype") not in DTYPES:
+            if not isinstance(e.get("dtype"), str) or e["dtype"] not in DTYPES:
                 raise bad(f"{where}dtype must be one of {sorted(DTYPES)}, got "
                           f"{e.get('dtype')!r:.80}")
     graphs = meta.get("graphs")
