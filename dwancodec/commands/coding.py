@@ -703,7 +703,9 @@ def _print_model(d: dict[str, Any]) -> None:
         ("name", d["name"]), ("identity", d.get("identity", "(a config only: no weights)")),
         ("sample rate", f"{d['sample_rate']} Hz"),
         ("hop", f"{d['hop_length']} samples ({d['frame_rate']:g} frames/s)"),
-        ("latency", f"{d['latency_ms']:.1f} ms algorithmic"),
+        ("latency", f"{d['latency_ms']:.1f} ms algorithmic ({d['latency_samples']} samples)"),
+        ("head", f"{d['head']}; blind share {100 * d['blind_share']:.1f} % (output "
+                 "extrapolated beyond the input seen)"),
         ("quantizer", f"{d['num_codebooks']} stages x {d['codebook_size']} codes"),
         ("bitrates", f"{rates} kbps (n_q = 1..{d['num_codebooks']})"),
         ("params", f"{total / 1e6:.3f} M (encoder {params['encoder'] / 1e6:.3f} M, quantizer "
@@ -720,11 +722,12 @@ def run_info(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
-        print(f"{'config':11s} {'rate':>6s} {'hop':>4s} {'latency':>8s} {'params':>8s} "
-              f"{'stages':>6s} {'kbps per stage':>14s} {'max kbps':>8s}")
+        print(f"{'config':11s} {'rate':>6s} {'hop':>4s} {'latency':>8s} {'blind':>6s} "
+              f"{'params':>8s} {'stages':>6s} {'kbps per stage':>14s} {'max kbps':>8s}")
         for d in rows:
             print(f"{d['config']:11s} {d['sample_rate']:6d} {d['hop_length']:4d} "
-                  f"{d['latency_ms']:6.1f}ms {sum(d['params'].values()) / 1e6:7.3f}M "
+                  f"{d['latency_ms']:6.1f}ms {100 * d['blind_share']:5.1f}% "
+                  f"{sum(d['params'].values()) / 1e6:7.3f}M "
                   f"{d['num_codebooks']:6d} {d['bitrates_kbps'][0]:14.3f} "
                   f"{d['bitrates_kbps'][-1]:8.3f}")
         return 0
