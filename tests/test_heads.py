@@ -14,7 +14,9 @@ from dwancodec import lengths
 from dwancodec.config import get_config
 from dwancodec.model import Codec
 from dwancodec.nn.istft import ISTFTHead, imdct_basis, sine_window
-from dwancodec.streaming import StreamingDecoder, StreamingEncoder
+from dwancodec.streaming import StreamingDecoder
+
+from .test_streaming import stream_encode
 
 VARIANTS = {
     "complex": {"decoder.head": "complex"},
@@ -44,13 +46,7 @@ def test_streaming_equals_offline(variant: str, chunks: list[int], frames: list[
     with torch.inference_mode():
         codes_off = codec.encode(signal[:, None])
         audio_off = codec.decode(codes_off)[:, 0]
-        enc = StreamingEncoder(codec, batch_size=2)
-        pieces, pos = [], 0
-        for c in chunks:
-            pieces.append(enc.push(signal[:, pos:pos + c]))
-            pos += c
-        pieces.append(enc.flush())
-        codes = torch.cat(pieces, dim=-1)
+        codes = stream_encode(codec, signal, chunks)
         assert torch.equal(codes, codes_off)
         dec = StreamingDecoder(codec, batch_size=2)
         out, pos, i = [], 0, 0

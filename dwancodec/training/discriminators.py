@@ -9,7 +9,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
-from .losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from .losses import (
+    compress,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
 
 Features = list[Tensor]
 
@@ -92,8 +97,8 @@ class SpectralDiscriminator1d(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Features]:
         spec = torch.stft(x[:, 0], self.n_fft, self.hop, window=self.window,
                           return_complex=True)  # [B, F, frames]
-        scale = (spec.real.square() + spec.imag.square() + 1e-9).pow(-0.35)  # |X|^0.3 / |X|
-        h = torch.cat([spec.real * scale, spec.imag * scale], dim=1)
+        c = compress(spec)  # |X|^0.3 e^{i angle X} as [B, F, frames, 2]
+        h = torch.cat([c[..., 0], c[..., 1]], dim=1)
         feats = []
         for conv in self.convs:
             h = F.leaky_relu(conv(h), 0.1)

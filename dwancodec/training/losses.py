@@ -33,26 +33,39 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0
     return fb.float()
 
 
+def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
+    """``[B, 1, T]`` -> complex ``[B, n_fft // 2 + 1, frames]``."""
+    return torch.stft(x[:, 0], n_fft, hop, window=window, return_complex=True, center=True)
+
+
 def stft_magnitude(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
     """``[B, 1, T]`` -> ``[B, n_fft // 2 + 1, frames]`` magnitude."""
-    spec = torch.stft(x[:, 0], n_fft, hop, window=window, return_complex=True, center=True)
-    return spec.abs().clamp(min=1e-7)
+    return _stft(x, n_fft, hop, window).abs().clamp(min=1e-7)
 
 
-class MultiResolutionSTFTLoss(nn.Module):
-    """Spectral convergence + log-magnitude L1 at several resolutions (Parallel WaveGAN)."""
+class _MultiResolution(nn.Module):
+    """Holds ``(n_fft, hop)`` resolutions and their Hann windows (``window_<n_fft>``)."""
 
-    def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((512, 128), (256, 64),
-                                                                   (128, 32))) -> None:
+    def __init__(self, resolutions: tuple[tuple[int, int], ...]) -> None:
         super().__init__()
         self.resolutions = resolutions
         for n_fft, _ in resolutions:
             self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
 
+    def windows(self) -> list[tuple[int, int, Tensor]]:
+        return [(n, h, getattr(self, f"window_{n}")) for n, h in self.resolutions]
+
+
+class MultiResolutionSTFTLoss(_MultiResolution):
+    """Spectral convergence + log-magnitude L1 at several resolutions (Parallel WaveGAN)."""
+
+    def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((512, 128), (256, 64),
+                                                                   (128, 32))) -> None:
+        super().__init__(resolutions)
+
     def forward(self, y_hat: Tensor, y: Tensor) -> Tensor:
         total = y.new_zeros(())
-        for n_fft, hop in self.resolutions:
-            w = getattr(self, f"window_{n_fft}")
+        for n_fft, hop, w in self.windows():
             m_hat, m = stft_magnitude(y_hat, n_fft, hop, w), stft_magnitude(y, n_fft, hop, w)
             sc = torch.linalg.norm(m - m_hat, dim=(1, 2)) / torch.linalg.norm(m, dim=(1, 2))
             total = total + sc.mean() + F.l1_loss(torch.log(m_hat), torch.log(m))
@@ -124,11 +137,6 @@ def si_sdr_torch(ref: Tensor, est: Tensor) -> Tensor:
 
 
 
-def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
-    """``[B, 1, T]`` -> complex ``[B, n_fft // 2 + 1, frames]``."""
-    return torch.stft(x[:, 0], n_fft, hop, window=window, return_complex=True, center=True)
-
-
 def compress(spec: Tensor, power: float = 0.3, eps: float = 1e-9) -> Tensor:
     """Power-law compressed complex spectrum ``|X|^p e^{i angle X}`` (MP-SENet / APNet2)
     as ``[..., 2]`` real; ``eps`` keeps the gradient of ``|X|^p`` finite at 0."""
@@ -137,7 +145,7 @@ def compress(spec: Tensor, power: float = 0.3, eps: float = 1e-9) -> Tensor:
     return torch.stack([spec.real * scale, spec.imag * scale], dim=-1)
 
 
-class ComplexSTFTLoss(nn.Module):
+class ComplexSTFTLoss(_MultiResolution):
     """Multi-resolution MSE between power-compressed complex spectra, plus the same on the
     compressed magnitudes: a spectral loss that sees phase (the magnitude-only losses let
     neighbouring windows add with unrelated phases)."""
@@ -145,16 +153,14 @@ class ComplexSTFTLoss(nn.Module):
     def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((512, 128), (256, 64),
                                                                    (128, 32)),
                  power: float = 0.3) -> None:
-        super().__init__()
-        self.resolutions, self.power = resolutions, power
-        for n_fft, _ in resolutions:
-            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
+        super().__init__(resolutions)
+        self.power = power
 
     def forward(self, y_hat: Tensor, y: Tensor) -> Tensor:
         total = y.new_zeros(())
-        for n_fft, hop in self.resolutions:
-            w = getattr(self, f"window_{n_fft}")
-            c_hat, c = compress(_stft(y_hat, n_fft, hop, w)), compress(_stft(y, n_fft, hop, w))
+        for n_fft, hop, w in self.windows():
+            c_hat = compress(_stft(y_hat, n_fft, hop, w), self.power)
+            c = compress(_stft(y, n_fft, hop, w), self.power)
             mag_hat, mag = c_hat.norm(dim=-1), c.norm(dim=-1)
             total = total + F.mse_loss(c_hat, c) + F.mse_loss(mag_hat, mag)
         return total / len(self.resolutions)
