@@ -16,6 +16,8 @@ gan=(--set gan_start_step=1000000000)
 case $variant in
     base) ;;                                         # default-v1's recipe: mel 15 + stft 1
     phase) weights="{$PHASE}" ;;                     # + phase-aware losses
+    fmod) weights='{"frame_mod": 5}' ;;              # + the frame-rate buzz loss
+    phase-fmod) weights="{$PHASE, \"frame_mod\": 5}" ;;  # phase losses + buzz loss
     head160) weights="{$PHASE}"                      # + 10 ms synthesis window (blind 13 %)
              model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
     complex) weights="{$PHASE}"                      # + complex (re, im) output

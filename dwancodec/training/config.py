@@ -18,6 +18,7 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "phase_gd": 0.0,
     "phase_iaf": 0.0,
     "residual": 0.0,
+    "frame_mod": 0.0,
     "commitment": 0.25,
     "codebook": 1.0,
     "entropy": 0.1,

@@ -166,6 +166,34 @@ class ComplexSTFTLoss(_MultiResolution):
         return total / len(self.resolutions)
 
 
+class FrameModulationLoss(nn.Module):
+    """Penalises a buzz at the code frame rate: the L1 distance between the log power
+    profiles of output and target over the position inside a code frame.
+
+    The profile pools the batch: ``p[o] = mean_{b, f} x[b, f * hop + o]^2``, then averages
+    ``hop / bins`` neighbouring offsets (``bins`` is cut to ``gcd(hop, bins)``). Pooling and
+    binning keep the target's profile close to flat (speech has no preferred phase relative to
+    the frame grid), so the loss mostly sees the decoder's own swing: the dip at each block
+    start where the previous frame's windows
+    extrapolate (the "blind share"). Example: hop 320, bins 16 -> 16 bins of 20 samples; a
+    decoder whose first 5 ms of every block is 6 dB low scores about 0.35 more than a flat one.
+    """
+
+    def __init__(self, hop: int, bins: int = 16) -> None:
+        super().__init__()
+        # gcd: bins must divide the hop (tiny test configs have hops like 40).
+        self.hop, self.bins = hop, math.gcd(hop, bins)
+
+    def profile(self, x: Tensor) -> Tensor:
+        """``[B, 1, T]`` -> ``[bins]`` log mean power per position bin inside a frame."""
+        t = x.shape[-1] // self.hop * self.hop
+        power = x[..., :t].reshape(-1, self.hop).square().mean(0)
+        return torch.log(power.reshape(self.bins, -1).mean(-1) + 1e-8)
+
+    def forward(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        return (self.profile(y_hat) - self.profile(y)).abs().mean()
+
+
 def anti_wrap(x: Tensor) -> Tensor:
     """APNet's anti-wrapping function ``|x - 2 pi round(x / 2 pi)|``: phase error in [0, pi]."""
     return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()

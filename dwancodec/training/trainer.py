@@ -36,7 +36,13 @@ from .config import TrainConfig
 from .data import AudioCorpus, Augment, SegmentDataset, validation_segments
 from .discriminators import Adversary
 from .logger import MetricLogger
-from .losses import ComplexSTFTLoss, MultiResolutionSTFTLoss, MultiScaleMelLoss, PhaseLoss
+from .losses import (
+    ComplexSTFTLoss,
+    FrameModulationLoss,
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    PhaseLoss,
+)
 from .validate import validate
 
 
@@ -184,6 +190,7 @@ class Trainer:
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
         self.complex_loss = ComplexSTFTLoss().to(self.device)
         self.phase_loss = PhaseLoss().to(self.device)
+        self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
         self.ema: dict[str, Tensor] | None = (
             {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if cfg.ema_decay > 0 else None
@@ -299,6 +306,8 @@ class Trainer:
             losses["complex_stft"] = self.complex_loss(fake, audio)
         if on & {"phase_ip", "phase_gd", "phase_iaf"}:
             losses |= self.phase_loss(fake, audio)
+        if "frame_mod" in on:
+            losses["frame_mod"] = self.frame_mod_loss(fake, audio)
         return losses
 
     def disc_crop(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 12, round 2: from-scratch runs on v1's schedule (lr 1e-3, 500 warm-up steps, cosine to
+# 5 % at step 30000, batch 8 x 1 s, seed 0, one thread), so each curve can be read against
+# default-v1's at the same step and against the others at the same CPU time.
+#   bash recipes/scratch.sh VARIANT [MAX_MINUTES]   (from the repo root, venv active)
+# Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
+# the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
+# share cleanly at a checkpoint; 0 runs to step 30000.
+set -euo pipefail
+variant=$1
+minutes=${2:-0}
+D=${DATA:-../shared/data}
+runs=${RUNS:-/work/runs}
+PHASE='"waveform_l1": 10, "complex_stft": 15, "phase_ip": 1, "phase_gd": 1, "phase_iaf": 1'
+model='{}'
+weights='{}'
+case $variant in
+    base) ;;                                          # default-v1's recipe on today's data
+    head160-phase) weights="{$PHASE}"                 # 10 ms window (blind 12.7 %) + phase losses
+                   model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
+    phase) weights="{$PHASE}" ;;                      # phase losses on the 20 ms window
+    head160) model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
+    *) echo "unknown variant $variant" >&2; exit 2 ;;
+esac
+exec dwancodec train \
+    --train-data-path "$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" \
+        "$D/train-16k/speech-wb/ast-it" "$D/train-16k/speech-nb" "$D/train-16k/music-wb" \
+    --val-data-path "$D/val-16k" --experiment-name "scratch-$variant" \
+    --save "$runs/scratch-$variant" --batch-size 8 --segment-seconds 1.0 \
+    --max-steps 30000 --num-workers 0 --threads 1 --log csv --resume --quiet \
+    --set gan_start_step=1000000000 --set val_every=1000 --set val_segments=9 \
+    --set val_segment_seconds=4 --set save_every=250 --set "max_minutes=$minutes" \
+    --set "loss_weights=$weights" --set "model_overrides=$model"
