@@ -80,6 +80,31 @@ def bitrate(frame_rate: float, num_quantizers: int, codebook_size: int) -> float
     return frame_rate * num_quantizers * math.log2(codebook_size)
 
 
+def n_q_for_bitrate(kbps: float, frame_rate: float, codebook_size: int,
+                    num_codebooks: int) -> int:
+    """The most stages whose bitrate (:func:`bitrate`) is at most ``kbps``, capped at
+    ``num_codebooks``: the one bitrate -> n_q rule of the models, the runtime and the CLI.
+
+    One stage of the default model is ``50 * log2(15360) = 695.4`` bit/s, so 2 kbps buys two
+    stages, 6 kbps all 8 (8 stages are 5.56 kbps), and 0.5 kbps is below the lowest rate:
+
+    >>> n_q_for_bitrate(2.0, 50, 15360, 8), n_q_for_bitrate(6.0, 50, 15360, 8)
+    (2, 8)
+    >>> n_q_for_bitrate(0.5, 50, 15360, 8)
+    Traceback (most recent call last):
+    ValueError: bitrate 0.5 kbps is below the lowest this model offers (0.70 kbps)
+    """
+    if isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not math.isfinite(kbps) \
+            or kbps <= 0:
+        raise ValueError(f"bitrate must be a positive number of kbps, got {kbps!r}")
+    per_stage = bitrate(frame_rate, 1, codebook_size) / 1000
+    if kbps < per_stage:
+        raise ValueError(
+            f"bitrate {kbps} kbps is below the lowest this model offers ({per_stage:.2f} kbps)"
+        )
+    return min(num_codebooks, int(kbps / per_stage + 1e-9))
+
+
 def synthesis_window(n_fft: int, kind: str = "hann") -> list[float]:
     """The head's synthesis window as floats: periodic Hann, or the MDCT sine window.
 

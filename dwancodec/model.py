@@ -104,12 +104,8 @@ class Codec(nn.Module):
 
     def n_q_for_bitrate(self, kbps: float) -> int:
         """Largest number of stages whose bitrate is at most ``kbps`` (at least 1)."""
-        per_stage = self.bitrate(1) / 1000
-        if kbps < per_stage:
-            raise ValueError(
-                f"bitrate {kbps} kbps is below the lowest this model offers ({per_stage:.2f} kbps)"
-            )
-        return min(self.num_codebooks, int(kbps / per_stage + 1e-9))
+        return lengths.n_q_for_bitrate(kbps, self.frame_rate, self.codebook_size,
+                                       self.num_codebooks)
 
     # Offline ----------------------------------------------------------------------------------
     def encode(self, audio: Tensor, n_q: int | None = None) -> Tensor:

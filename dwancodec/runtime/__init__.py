@@ -17,6 +17,7 @@ the shipped default model's graphs come with the package (``OnnxCodec()`` opens 
 
 from __future__ import annotations
 
+from .engine import OrtEngine
 from .onnx_codec import (
     SIDECAR,
     OnnxCodec,
@@ -32,6 +33,7 @@ __all__ = [
     "OnnxCodec",
     "OnnxStreamingDecoder",
     "OnnxStreamingEncoder",
+    "OrtEngine",
     "StepRunner",
     "load_sidecar",
     "session_options",

@@ -37,6 +37,9 @@ from ..checks import (
     check_state,
     check_threads,
 )
+from ..engine import StreamingDecoder, StreamingEncoder
+from ..lengths import n_q_for_bitrate
+from .engine import OrtEngine
 
 SIDECAR = "dwancodec_onnx.json"  # same name as dwancodec.export.onnx_export.SIDECAR
 FORMAT = "dwancodec-onnx"
@@ -250,8 +253,8 @@ class OnnxCodec:
     >>> codes = codec.encode("speech.wav", n_q=4)           # [1, 4, F] int64
     >>> audio = codec.decode(codes)                         # [1, F * hop] float32
 
-    Streaming: :meth:`streaming_encoder` / :meth:`streaming_decoder` (see
-    :mod:`dwancodec.runtime.session`). Steps on explicit state: :meth:`encoder_step` /
+    Streaming: :meth:`streaming_encoder` / :meth:`streaming_decoder` (the sessions of
+    :mod:`dwancodec.engine` over :meth:`engine`). Steps on explicit state: :meth:`encoder_step` /
     :meth:`decoder_step` with :meth:`initial_encoder_state` / :meth:`initial_decoder_state`.
     """
 
@@ -417,12 +420,7 @@ class OnnxCodec:
 
     def n_q_for_bitrate(self, kbps: float) -> int:
         """Largest number of encoder stages whose bitrate is at most ``kbps`` (at least 1)."""
-        per_stage = self.bitrate(1) / 1000
-        if kbps < per_stage:
-            raise ValueError(
-                f"bitrate {kbps} kbps is below the lowest this model offers ({per_stage:.2f} kbps)"
-            )
-        return min(self.encoder_n_q, int(kbps / per_stage + 1e-9))
+        return n_q_for_bitrate(kbps, self.frame_rate, self.codebook_size, self.encoder_n_q)
 
     # Runners -------------------------------------------------------------------------------
     def encoder_runner(self, batch_size: int) -> StepRunner:
@@ -568,15 +566,18 @@ class OnnxCodec:
         return audio if length is None else audio[:, :length]
 
     # Streaming sessions ------------------------------------------------------------------------
-    def streaming_encoder(self, batch_size: int = 1, n_q: int | None = None) -> Any:
-        from .session import OnnxStreamingEncoder
+    def engine(self) -> OrtEngine:
+        """This codec as an :class:`~dwancodec.engine.Engine` (numpy in and out)."""
+        return OrtEngine(self)
 
-        return OnnxStreamingEncoder(self, batch_size, n_q)
+    def streaming_encoder(self, batch_size: int = 1, n_q: int | None = None
+                          ) -> StreamingEncoder:
+        """A :class:`~dwancodec.engine.StreamingEncoder` on this codec (numpy results)."""
+        return StreamingEncoder(OrtEngine(self), batch_size, n_q)
 
-    def streaming_decoder(self, batch_size: int = 1) -> Any:
-        from .session import OnnxStreamingDecoder
-
-        return OnnxStreamingDecoder(self, batch_size)
+    def streaming_decoder(self, batch_size: int = 1) -> StreamingDecoder:
+        """A :class:`~dwancodec.engine.StreamingDecoder` on this codec (numpy results)."""
+        return StreamingDecoder(OrtEngine(self), batch_size)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,358 @@
+"""One streaming interface over two engines: torch (:class:`~dwancodec.model.Codec`) and ONNX
+Runtime (:class:`~dwancodec.runtime.OnnxCodec`).
+
+An :class:`Engine` runs whole steps on explicit state for ``B`` independent streams:
+
+- ``encode_step(audio [B, k * hop], state, n_q) -> (codes [B, n_q, k], state)``
+- ``decode_step(codes [B, >= n_q, k], n_q, state) -> (audio [B, k * hop], state)``
+
+with ``k = frames_per_step`` (or any whole number of frames where ``any_frames`` is true),
+state from ``encoder_state(B)`` / ``decoder_state(B)``, and numpy arrays in and out of the
+steps. :class:`StreamingEncoder` / :class:`StreamingDecoder` re-frame input of any length over
+any engine, and give their results in the engine's own array type (``engine.output``: torch
+tensors on the model's device for the torch engine, numpy for ONNX Runtime).
+
+This module imports neither torch nor onnxruntime: :func:`as_engine` imports the engine a codec
+needs (:class:`dwancodec.streaming.engine.TorchEngine` or
+:class:`dwancodec.runtime.engine.OrtEngine`).
+
+>>> enc = StreamingEncoder(codec, n_q=4)     # doctest: +SKIP
+>>> codes = enc.push(pcm)                    # [1, 4, f] for the f frames pcm completes
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from . import lengths
+from .checks import check_batch_size, check_n_q
+
+Streams = Sequence[int] | Sequence[bool] | np.ndarray | Any | None  # Any: a torch tensor
+StateSpecs = dict[str, tuple[tuple[int, ...], str]]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A codec's streaming steps on explicit state, for a batch of independent streams.
+
+    Geometry: ``sample_rate``, ``hop_length``, ``frames_per_step`` (``k``: frames per step
+    call), ``any_frames`` (the steps also take any whole number of frames), ``num_codebooks``
+    (``N``, stages the decoder accepts), ``encoder_n_q`` (stages the encoder makes, ``<= N``),
+    ``codebook_size``, ``latent_dim``, ``latency_ms``, ``identity`` (``name@hash``) and
+    ``name`` (``"torch"`` or ``"onnx"``).
+
+    State is whatever ``encoder_state`` / ``decoder_state`` return; a step may update it in
+    place and returns the state to pass to the next step (the one passed in is then stale).
+    Step outputs may be views that the next step on the same state overwrites: copy them to
+    keep them.
+    """
+
+    name: str
+    sample_rate: int
+    hop_length: int
+    frames_per_step: int
+    any_frames: bool
+    num_codebooks: int
+    encoder_n_q: int
+    codebook_size: int
+    latent_dim: int
+    latency_ms: float
+    identity: str
+
+    def encoder_state_spec(self) -> StateSpecs:
+        """Key -> (shape without the batch, dtype name) of each encoder state entry."""
+        ...
+
+    def decoder_state_spec(self) -> StateSpecs:
+        """Key -> (shape without the batch, dtype name) of each decoder state entry."""
+        ...
+
+    def encoder_state(self, batch_size: int) -> Any:
+        """Zero encoder state for ``batch_size`` streams."""
+        ...
+
+    def decoder_state(self, batch_size: int) -> Any:
+        """Zero decoder state for ``batch_size`` streams."""
+        ...
+
+    def reset_state(self, state: Any, mask: np.ndarray) -> Any:
+        """Zero the streams where ``mask`` (``[B]`` bool) is true; returns the state to use."""
+        ...
+
+    def state_arrays(self, state: Any) -> Mapping[str, Any]:
+        """The state's entries, key -> ``[B, *shape]`` (read-only view)."""
+        ...
+
+    def encode_step(self, audio: np.ndarray, state: Any, n_q: int) -> tuple[np.ndarray, Any]:
+        """Audio ``[B, k * hop]`` float32 + state -> codes ``[B, n_q, k]`` int64 + state."""
+        ...
+
+    def encode_step_latents(self, audio: np.ndarray, state: Any, n_q: int
+                            ) -> tuple[np.ndarray, np.ndarray, Any]:
+        """As :meth:`encode_step`, also giving the latents ``[B, latent_dim, k]`` float32."""
+        ...
+
+    def decode_step(self, codes: np.ndarray, n_q: int, state: Any) -> tuple[np.ndarray, Any]:
+        """Codes ``[B, >= n_q, k]`` int64 (the first ``n_q`` stages are used) + state -> audio
+        ``[B, k * hop]`` float32 + state."""
+        ...
+
+    def check_pcm(self, pcm: Any, batch_size: int) -> np.ndarray:
+        """Session input -> float32 ``[B, n]`` (the rules of :func:`dwancodec.checks.check_pcm`)."""
+        ...
+
+    def check_codes(self, codes: Any, batch_size: int) -> np.ndarray:
+        """Session input -> int64 ``[B, n_q, f]`` (:func:`dwancodec.checks.check_codes`)."""
+        ...
+
+    def stream_mask(self, streams: Streams, batch_size: int) -> np.ndarray:
+        """``reset(streams)`` argument -> ``[B]`` bool (:func:`dwancodec.checks.stream_mask`)."""
+        ...
+
+    def output(self, array: np.ndarray) -> Any:
+        """A session result in the engine's array type (numpy, or a torch tensor)."""
+        ...
+
+    def bitrate(self, n_q: int | None = None) -> float:
+        """Bits per second of the first ``n_q`` stages (all by default)."""
+        ...
+
+    def describe(self) -> str:
+        """One line naming the engine and the model, e.g. ``onnx dwancodec-16k@c3d0...``."""
+        ...
+
+
+def as_engine(codec: Any) -> Engine:
+    """An :class:`Engine` for ``codec``: an engine (returned as is), a torch
+    :class:`~dwancodec.model.Codec`, an :class:`~dwancodec.runtime.OnnxCodec`, or the path of
+    an exported ONNX folder. Torch is imported only for a torch codec."""
+    if isinstance(codec, (str, Path)):
+        from .runtime.engine import OrtEngine
+        from .runtime.onnx_codec import OnnxCodec
+
+        return OrtEngine(OnnxCodec(codec))
+    if isinstance(codec, Engine):
+        return codec
+    if hasattr(codec, "encoder_runner") and hasattr(codec, "meta"):  # an OnnxCodec
+        from .runtime.engine import OrtEngine
+
+        return OrtEngine(codec)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(codec, torch.nn.Module):
+        from .streaming.engine import TorchEngine
+
+        return TorchEngine(codec)
+    raise ValueError(f"expected a Codec, an OnnxCodec, an engine or an ONNX folder, got "
+                     f"{type(codec).__name__}")
+
+
+def choose_n_q(num_codebooks: int, frame_rate: float, codebook_size: int,
+               n_q: int | None = None, bitrate_kbps: float | None = None) -> int:
+    """Stages to use: ``n_q`` (checked), else the most that fit ``bitrate_kbps`` (see
+    :func:`dwancodec.lengths.n_q_for_bitrate`), else all ``num_codebooks``.
+
+    >>> choose_n_q(8, 50.0, 15360), choose_n_q(8, 50.0, 15360, n_q=3)
+    (8, 3)
+    >>> choose_n_q(8, 50.0, 15360, bitrate_kbps=2.0)
+    2
+    """
+    if n_q is not None:
+        return check_n_q(n_q, num_codebooks)
+    if bitrate_kbps is not None:
+        return lengths.n_q_for_bitrate(bitrate_kbps, frame_rate, codebook_size, num_codebooks)
+    return num_codebooks
+
+
+class StreamingEncoder:
+    """Push PCM ``[B, n]`` at the model rate; get codes ``[B, n_q, f]`` for each completed
+    frame (or step of ``frames_per_step`` frames), over any :class:`Engine`.
+
+    ``codec``: a torch :class:`~dwancodec.model.Codec` (results are int64 tensors on its
+    device), an :class:`~dwancodec.runtime.OnnxCodec` or an ONNX folder (numpy int64), or an
+    engine. Example::
+
+        enc = StreamingEncoder(codec, n_q=4)
+        for chunk in chunks:            # any lengths
+            codes = enc.push(chunk)     # [1, 4, f], f may be 0
+        codes = enc.flush()             # the last partial frame, zero-padded
+
+    The concatenated codes equal the offline ``codec.encode(signal, n_q)``.
+    """
+
+    def __init__(self, codec: Any, batch_size: int = 1, n_q: int | None = None) -> None:
+        self.engine = as_engine(codec)
+        self.codec = getattr(self.engine, "codec", codec)
+        self.batch_size = check_batch_size(batch_size)
+        e = self.engine
+        self.n_q = e.encoder_n_q if n_q is None else check_n_q(n_q, e.encoder_n_q)
+        self._step = e.frames_per_step * e.hop_length
+        self.reset()
+
+    @property
+    def device(self) -> Any:
+        """The torch device of the model (``"cpu"`` for ONNX Runtime)."""
+        return getattr(self.engine, "device", "cpu")
+
+    @property
+    def pending_samples(self) -> int:
+        """Samples buffered towards the next (incomplete) frame or step."""
+        return int(self._pending.shape[-1])
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        """The current state (read-only view; changes with the next push)."""
+        return self.engine.state_arrays(self._state)
+
+    def reset(self, streams: Streams = None) -> None:
+        """Start over. ``streams``: integer indices or a ``[B]`` bool mask (list, array or
+        tensor); ``None`` resets all.
+
+        A stream reset while others have a partial frame buffered has those buffered samples
+        zeroed: its new signal starts after ``pending_samples`` samples of silence.
+        """
+        if streams is None:
+            self._state = self.engine.encoder_state(self.batch_size)
+            self._pending = np.zeros((self.batch_size, 0), np.float32)
+            return
+        mask = self.engine.stream_mask(streams, self.batch_size)
+        self._state = self.engine.reset_state(self._state, mask)
+        self._pending = self._pending.copy()
+        self._pending[mask] = 0
+
+    def push(self, pcm: Any, with_latents: bool = False) -> Any:
+        """PCM ``[B, n]`` (or ``[B, 1, n]``; ``[n]`` for one stream), any ``n >= 0`` -> codes
+        ``[B, n_q, f]`` for the ``f`` frames it completes.
+
+        ``with_latents``: also return the encoder latents ``[B, D, f]`` (before quantization).
+        """
+        e = self.engine
+        pcm = e.check_pcm(pcm, self.batch_size)
+        buf = np.concatenate([self._pending, pcm], axis=-1) if self._pending.size else pcm
+        n_steps = buf.shape[-1] // self._step
+        self._pending = buf[:, n_steps * self._step:]
+        k = e.frames_per_step
+        codes = np.empty((self.batch_size, self.n_q, n_steps * k), np.int64)
+        lat = np.empty((self.batch_size, e.latent_dim, n_steps * k), np.float32) \
+            if with_latents else None
+        # one call for every ready frame where the engine takes any number, else k at a time
+        calls = [(0, n_steps)] if e.any_frames and n_steps else \
+            [(i, i + 1) for i in range(n_steps)]
+        for a, b in calls:
+            x = buf[:, a * self._step:b * self._step]
+            if lat is None:
+                c, self._state = e.encode_step(x, self._state, self.n_q)
+            else:
+                c, lat[:, :, a * k:b * k], self._state = e.encode_step_latents(
+                    x, self._state, self.n_q)
+            codes[:, :, a * k:b * k] = c[:, :self.n_q]
+        return e.output(codes) if lat is None else (e.output(codes), e.output(lat))
+
+    def flush(self, with_latents: bool = False) -> Any:
+        """Encode the buffered partial frame(s) (zero-padded) and reset the session."""
+        frames = -(-self.pending_samples // self.engine.hop_length)
+        pad = (-self.pending_samples) % self._step
+        res = self.push(np.zeros((self.batch_size, pad), np.float32), with_latents)
+        self.reset()
+        if isinstance(res, tuple):
+            return res[0][..., :frames], res[1][..., :frames]
+        return res[..., :frames]
+
+
+class StreamingDecoder:
+    """Push codes ``[B, k, f]`` (any ``f >= 0``, ``1 <= k <= N``); get ``[B, f * hop]`` PCM,
+    over any :class:`Engine` (``codec`` as in :class:`StreamingEncoder`).
+
+    With one frame per step (the torch engine, the default export) the decoder adds no
+    latency: each frame's ``hop`` samples are final when it is pushed. An export of
+    ``frames_per_step = k > 1`` holds codes back until ``k`` frames arrived; ``flush`` pads
+    and returns the rest.
+    """
+
+    def __init__(self, codec: Any, batch_size: int = 1) -> None:
+        self.engine = as_engine(codec)
+        self.codec = getattr(self.engine, "codec", codec)
+        self.batch_size = check_batch_size(batch_size)
+        self.reset()
+
+    @property
+    def device(self) -> Any:
+        """The torch device of the model (``"cpu"`` for ONNX Runtime)."""
+        return getattr(self.engine, "device", "cpu")
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        """The current state (read-only view; changes with the next push)."""
+        return self.engine.state_arrays(self._state)
+
+    @property
+    def pending_frames(self) -> int:
+        """Code frames held back until a whole step is available (always 0 for k = 1)."""
+        return int(self._pending.shape[-1])
+
+    def reset(self, streams: Streams = None) -> None:
+        """Start over; ``streams`` as in :meth:`StreamingEncoder.reset`."""
+        if streams is None:
+            self._state = self.engine.decoder_state(self.batch_size)
+            self._pending = np.zeros((self.batch_size, self.engine.num_codebooks, 0), np.int64)
+            self._pending_n_q: int | None = None
+            return
+        mask = self.engine.stream_mask(streams, self.batch_size)
+        self._state = self.engine.reset_state(self._state, mask)
+        self._pending = self._pending.copy()
+        self._pending[mask] = 0
+
+    def push(self, codes: Any) -> Any:
+        """Codes ``[B, k, f]`` (``1 <= k <= N``, any ``f >= 0``) -> PCM ``[B, f' * hop]``
+        (``f' = f`` for one frame per step)."""
+        e = self.engine
+        codes = e.check_codes(codes, self.batch_size)
+        b, n_q, f = codes.shape
+        hop = e.hop_length
+        if f == 0:
+            return e.output(np.zeros((b, 0), np.float32))
+        if self.pending_frames and n_q != self._pending_n_q:
+            raise ValueError(f"codes have {n_q} stages but {self.pending_frames} pending "
+                             f"frame(s) have {self._pending_n_q}; change n_q on a step boundary")
+        k = e.frames_per_step
+        if self.pending_frames:
+            full = np.zeros((b, e.num_codebooks, self.pending_frames + f), np.int64)
+            full[..., :self.pending_frames] = self._pending
+            full[:, :n_q, self.pending_frames:] = codes
+        else:
+            full = codes
+        n_steps = full.shape[-1] // k
+        out = np.empty((b, n_steps * k * hop), np.float32)
+        calls = [(0, n_steps)] if e.any_frames and n_steps else \
+            [(i, i + 1) for i in range(n_steps)]
+        for s, t in calls:
+            y, self._state = e.decode_step(full[:, :n_q, s * k:t * k], n_q, self._state)
+            out[:, s * k * hop:t * k * hop] = y
+        rest = full[..., n_steps * k:]
+        if rest.shape[-1]:
+            self._pending = np.zeros((b, e.num_codebooks, rest.shape[-1]), np.int64)
+            self._pending[:, :n_q] = rest[:, :n_q]
+            self._pending_n_q = n_q
+        else:
+            self._pending = self._pending[..., :0]
+            self._pending_n_q = None
+        return e.output(out)
+
+    def flush(self) -> Any:
+        """Decode held-back frames (k > 1 only, zero-padded) and reset; ``[B, n * hop]``."""
+        n = self.pending_frames
+        out: Any = self.engine.output(np.zeros((self.batch_size, 0), np.float32))
+        if n:
+            k, n_q = self.engine.frames_per_step, self._pending_n_q or 1
+            # zero codes complete the step; keep the audio of the real frames only
+            out = self.push(np.zeros((self.batch_size, n_q, k - n), np.int64))
+            out = out[:, : n * self.engine.hop_length]
+        self.reset()
+        return out
+
+
+__all__ = ["Engine", "StreamingDecoder", "StreamingEncoder", "as_engine", "choose_n_q"]
