@@ -43,6 +43,14 @@ class FSQ(nn.Module):
     def encode(self, z: Tensor) -> Tensor:
         return self._indices(self.bound(z.transpose(1, 2)))
 
+    def margin(self, z: Tensor) -> Tensor:
+        """``[B, d, T]`` -> ``[B, T]``: how far the frame's closest channel is from a rounding
+        boundary, in level units (0 = a tie, 0.5 = a bin centre). Two computations of ``z``
+        that differ by float rounding (chunked vs whole convolutions) can only give different
+        codes where this is about as small as their difference."""
+        bounded = self.bound(z.transpose(1, 2))
+        return (0.5 - (bounded - torch.round(bounded)).abs()).amin(-1)
+
     def decode(self, codes: Tensor) -> Tensor:
         digits = (codes.unsqueeze(-1) // self.basis) % self.levels
         return ((digits.float() - self.half_width) / self.half_width).transpose(1, 2)

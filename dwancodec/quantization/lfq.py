@@ -32,6 +32,10 @@ class LFQ(nn.Module):
     def encode(self, z: Tensor) -> Tensor:
         return ((z.transpose(1, 2) > 0).long() * self.basis).sum(-1)
 
+    def margin(self, z: Tensor) -> Tensor:
+        """``[B, d, T]`` -> ``[B, T]``: the smallest ``|z|`` of the frame (0 = a sign tie)."""
+        return z.abs().amin(1)
+
     def decode(self, codes: Tensor) -> Tensor:
         bits = (codes.unsqueeze(-1) // self.basis) % 2
         return (bits.float() * 2 - 1).transpose(1, 2)

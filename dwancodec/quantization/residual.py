@@ -66,6 +66,24 @@ class ResidualQuantizer(nn.Module):
             residual = residual - self.stage_latent(i, stage.quantizer.decode(c))
         return torch.stack(codes, dim=1)
 
+    def tie_margin(self, z: Tensor, n_q: int | None = None) -> Tensor:
+        """``[B, D, T]`` latents -> ``[B, T]``: each frame's smallest rounding margin over the
+        first ``n_q`` stages (the quantizers' ``margin``; for FSQ in level units, 0 = a tie).
+
+        The rule that streaming and offline encoding obey: float32 convolutions over
+        different chunkings agree to ~1e-5, so their codes can differ only in frames whose
+        offline margin is below that (tests/test_streaming.py checks the rule with 1e-3).
+        A differing stage also changes the residual of every later stage of that frame."""
+        n_q = self.num_quantizers if n_q is None else n_q
+        margins = []
+        residual = z
+        for i, stage in enumerate(self.stages[:n_q]):
+            x = self.stage_input(i, residual)
+            margins.append(stage.quantizer.margin(x))
+            c = stage.quantizer.encode(x)
+            residual = residual - self.stage_latent(i, stage.quantizer.decode(c))
+        return torch.stack(margins, dim=1).amin(1)
+
     def decode(self, codes: Tensor) -> Tensor:
         z_q = None
         for i in range(codes.shape[1]):

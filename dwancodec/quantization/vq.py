@@ -47,6 +47,15 @@ class VectorQuantizer(nn.Module):
                  + self.codebook.pow(2).sum(-1))
         return dist_.argmin(-1)
 
+    def margin(self, z: Tensor) -> Tensor:
+        """``[B, d, T]`` -> ``[B, T]``: squared distance to the second-nearest code minus that
+        to the nearest (0 = a tie between two codes)."""
+        x = z.transpose(1, 2)
+        dist_ = (x.pow(2).sum(-1, keepdim=True) - 2 * x @ self.codebook.t()
+                 + self.codebook.pow(2).sum(-1))
+        two = dist_.topk(2, dim=-1, largest=False).values
+        return two[..., 1] - two[..., 0]
+
     def decode(self, codes: Tensor) -> Tensor:
         return F.embedding(codes, self.codebook).transpose(1, 2)
 
