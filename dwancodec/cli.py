@@ -41,6 +41,13 @@ def _add_rate_args(p: argparse.ArgumentParser) -> None:
                    help="number of residual quantizer stages (default: all)")
 
 
+def _add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto",
+                   help="streaming engine: auto (default) uses ONNX Runtime when the model has "
+                        "exported graphs (MODEL/onnx/, shipped with the default model) of the "
+                        "same weights, torch otherwise")
+
+
 def _add_encode(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode an audio file to a .dwc bitstream")
     p.add_argument("input", help="audio file (wav, flac, ogg, mp3); - reads standard input")
@@ -77,7 +84,9 @@ def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="store_true",
                    help="print objective scores (PESQ-WB, STOI, SI-SDR, mel distance)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: fastest for this small model)")
+                   help="CPU threads, torch or ONNX Runtime (default 1: fastest for this "
+                        "small model)")
+    _add_backend_arg(p)
     _handler(p, "dwancodec.commands.coding:run_roundtrip")
 
 
@@ -98,7 +107,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", default=None, help="use this audio file instead of the bundled clip")
     _add_model_args(p)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: fastest for this small model)")
+                   help="CPU threads, torch or ONNX Runtime (default 1: fastest for this "
+                        "small model)")
+    _add_backend_arg(p)
     _handler(p, "dwancodec.commands.coding:run_demo")
 
 
@@ -168,9 +179,10 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
                                    "decoder -> speaker, with a live status line.")
     _add_rate_args(p)
     p.add_argument("--model", default=None, help="model bundle (default: shipped model)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    _add_backend_arg(p)
     p.add_argument("--onnx-dir", default=None,
-                   help="exported ONNX folder (backend onnx; default: the shipped model's graphs)")
+                   help="exported ONNX folder (default: the model's graphs, MODEL/onnx/ or the "
+                        "shipped model's)")
     p.add_argument("--input-device", default=None,
                    help="input device index or name substring (see --list-devices)")
     p.add_argument("--output-device", default=None,

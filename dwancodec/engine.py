@@ -355,4 +355,127 @@ class StreamingDecoder:
         return out
 
 
-__all__ = ["Engine", "StreamingDecoder", "StreamingEncoder", "as_engine", "choose_n_q"]
+# Choosing an engine: ONNX Runtime where the model has graphs ---------------------------------
+BACKENDS = ("auto", "onnx", "torch")
+SIDECAR = "dwancodec_onnx.json"  # the sidecar of an export (dwancodec.runtime.SIDECAR)
+
+
+def model_graphs(model: str | Path | None = None) -> Path | None:
+    """The exported ONNX folder of a model: ``MODEL/onnx/`` or ``MODEL`` itself when it holds
+    the sidecar, the shipped graphs for the default model (``None``); ``None`` if absent."""
+    from .bundled import shipped_onnx_dir
+
+    if model is None:
+        d = shipped_onnx_dir()
+        return d if (d / SIDECAR).is_file() else None
+    m = Path(model)
+    for d in (m / "onnx", m):
+        if (d / SIDECAR).is_file():
+            return d
+    return None
+
+
+def _bundle_identity(model: str | Path | None) -> str | None:
+    """The identity stored in a bundle's safetensors metadata, read without torch (``None``
+    where there is none or the file cannot be read: the caller then falls back to torch)."""
+    import json
+
+    from .bundled import default_model_dir
+
+    p = Path(default_model_dir() if model is None else model)
+    weights = p / "model.safetensors" if p.is_dir() else p
+    try:
+        with open(weights, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 2 <= n <= 100 << 20:
+                return None
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    ident = meta.get("identity") if isinstance(meta, dict) else None
+    return ident if isinstance(ident, str) else None
+
+
+def open_engine(backend: str = "auto", model: str | Path | None = None,
+                onnx_dir: str | Path | None = None, device: str = "cpu", threads: int = 1,
+                numpy_output: bool = True) -> tuple[Engine, str | None]:
+    """The engine ``backend`` names, and a note saying why ``auto`` chose torch (else None).
+
+    ``auto`` (the CLI default): ONNX Runtime when the model has graphs (``onnx_dir``, else
+    :func:`model_graphs`) of the same identity as its weights, onnxruntime is installed and
+    ``device`` is the CPU; torch otherwise. ``onnx``: those graphs or a ``ValueError``.
+    ``torch``: the bundle ``model`` (the shipped default for ``None``) on ``device`` with
+    ``threads`` torch threads.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+    why = None
+    if backend in ("auto", "onnx"):
+        graphs = Path(onnx_dir) if onnx_dir is not None else model_graphs(model)
+        if backend == "onnx":
+            if graphs is None:
+                raise ValueError("--backend onnx needs graphs: --onnx-dir DIR (a folder made by "
+                                 "`dwancodec export`), or a model folder with onnx/ inside; "
+                                 f"{'the default model' if model is None else model} has none")
+            return _ort_engine(graphs, threads), None
+        why = _ort_unusable(graphs, model, onnx_dir, device)
+        if why is None:
+            assert graphs is not None
+            return _ort_engine(graphs, threads), None
+    from .api import default_model_dir, load_codec
+    from .streaming.engine import TorchEngine
+
+    if model is None and not (default_model_dir() / "model.safetensors").exists():
+        raise FileNotFoundError(
+            f"the default model is not installed (expected a bundle at {default_model_dir()}); "
+            "pass a model bundle folder with --model DIR")
+    if model is not None and not Path(model).exists():
+        raise FileNotFoundError(f"no model bundle at {model}")
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(_threads(threads))
+    return TorchEngine(load_codec(model, device=device), numpy_output=numpy_output), why
+
+
+def _threads(threads: int) -> int:
+    from .checks import check_threads
+
+    return check_threads(threads, "--threads")
+
+
+def _ort_unusable(graphs: Path | None, model: str | Path | None, onnx_dir: str | Path | None,
+                  device: str) -> str | None:
+    """Why ``auto`` cannot use ONNX Runtime here (``None``: it can)."""
+    if graphs is None:
+        return "the model has no exported ONNX graphs (`dwancodec export`)"
+    if str(device) != "cpu":
+        return f"--device {device}: the ONNX Runtime engine runs on the CPU"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnxruntime is not installed"
+    if onnx_dir is None:  # graphs found beside the weights: they must be of those weights
+        from .runtime.onnx_codec import load_sidecar
+
+        ident = _bundle_identity(model)
+        got = load_sidecar(graphs)["model"]["identity"]
+        if ident is None or ident != got:
+            return f"the graphs in {graphs} are of {got}, not of the weights ({ident})"
+    return None
+
+
+def _ort_engine(graphs: Path, threads: int) -> Engine:
+    if not graphs.is_dir():
+        raise FileNotFoundError(f"ONNX folder not found: {graphs}")
+    try:
+        from .runtime import OnnxCodec, OrtEngine
+    except ImportError as e:  # onnxruntime missing
+        raise ValueError(f"the onnx backend needs onnxruntime ({e}); pip install "
+                         "onnxruntime") from None
+    return OrtEngine(OnnxCodec(graphs, num_threads=_threads(threads or 1)))
+
+
+__all__ = ["BACKENDS", "Engine", "StreamingDecoder", "StreamingEncoder", "as_engine",
+           "choose_n_q", "model_graphs", "open_engine"]

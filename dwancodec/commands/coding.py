@@ -54,6 +54,8 @@ from ..bitstream import (
 )
 from ..bundled import demo_clip
 from ..checks import check_sample_rate, check_threads
+from ..engine import Engine, StreamingDecoder, StreamingEncoder, as_engine, open_engine
+from ..engine import choose_n_q as engine_n_q
 
 if TYPE_CHECKING:
     from ..model import Codec
@@ -96,17 +98,27 @@ def load_model(model: str | None, device: str = "cpu") -> Codec:
     return load_codec(model, device=device)
 
 
-def choose_n_q(codec: Codec, n_q: int | None = None, bitrate_kbps: float | None = None) -> int:
-    """Stages to use: ``n_q``, or the most that fit ``bitrate_kbps``, or all of them."""
-    from ..validation import check_n_q
+def choose_n_q(codec: Codec | Engine, n_q: int | None = None,
+               bitrate_kbps: float | None = None) -> int:
+    """Stages to use: ``n_q``, or the most that fit ``bitrate_kbps``, or all of them (the rule
+    of :func:`dwancodec.engine.choose_n_q`, for a codec or an engine)."""
+    n = getattr(codec, "encoder_n_q", None) or codec.num_codebooks
+    return engine_n_q(n, codec.sample_rate / codec.hop_length, codec.codebook_size, n_q,
+                      bitrate_kbps)
 
-    if n_q is not None:
-        return check_n_q(n_q, codec.num_codebooks)
-    if bitrate_kbps is not None:
-        if not math.isfinite(bitrate_kbps) or bitrate_kbps <= 0:
-            raise ValueError(f"--bitrate must be a positive number of kbps, got {bitrate_kbps}")
-        return codec.n_q_for_bitrate(bitrate_kbps)
-    return codec.num_codebooks
+
+def engine_header(engine: Engine, n_q: int | None = None, source_rate: int = 0) -> Header:
+    """:meth:`Header.for_codec` for an engine (torch or ONNX Runtime), 0 frames."""
+    q = getattr(engine, "quantizer", {}) or {}
+    kind = str(q.get("kind", "fsq"))
+    return Header(
+        model=engine.identity, sample_rate=int(engine.sample_rate),
+        hop_length=int(engine.hop_length),
+        n_q=int(engine.num_codebooks if n_q is None else n_q),
+        num_codebooks=int(engine.num_codebooks), codebook_size=int(engine.codebook_size),
+        kind=kind, levels=tuple(int(v) for v in q.get("levels") or ()) if kind == "fsq" else (),
+        source_rate=int(source_rate),
+    )
 
 
 def output_kind(path: str | Path) -> str:
@@ -379,6 +391,11 @@ def decode_file(codec: Codec, input_path: str | Path, output_path: str | Path,
     return h
 
 
+def _np(x: Any) -> np.ndarray:
+    """A session result (numpy, or a torch tensor of the torch engine) as numpy."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
 def _rechunk(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
     """Re-cut a stream of arrays into pieces of exactly ``size`` (the last may be shorter)."""
     buf = np.zeros(0, np.float32)
@@ -425,7 +442,7 @@ class RoundtripResult:
         return self.cpu_s / max(self.duration, 1e-9)
 
 
-def stream_roundtrip(codec: Codec, blocks: Iterable[np.ndarray], n_q: int | None = None,
+def stream_roundtrip(codec: Codec | Engine, blocks: Iterable[np.ndarray], n_q: int | None = None,
                      chunk_samples: int | None = None,
                      on_audio: Callable[[np.ndarray], None] | None = None,
                      on_codes: Callable[[np.ndarray], None] | None = None,
@@ -434,22 +451,21 @@ def stream_roundtrip(codec: Codec, blocks: Iterable[np.ndarray], n_q: int | None
     PacketReceiver -> StreamingDecoder -> audio, as a sender and receiver would run it (the
     frames that arrive for one input chunk go to the decoder in one call).
 
-    ``blocks``: mono float32 arrays at ``codec.sample_rate``; ``chunk_samples``: size of the
+    ``codec``: a torch :class:`~dwancodec.model.Codec` or any :class:`~dwancodec.engine.Engine`
+    (ONNX Runtime: the CLI default). ``blocks``: mono float32 arrays at ``codec.sample_rate``;
+    ``chunk_samples``: size of the
     pieces pushed into the encoder (default one hop). ``on_audio`` receives the decoded audio
     (trimmed to the input length), ``on_codes`` the codes ``[n_q, f]`` as they come out of the
     receiver, ``on_input`` the input chunks.
     """
-    import torch
-
-    from ..streaming.session import StreamingDecoder, StreamingEncoder
-
-    n_q = choose_n_q(codec, n_q)
-    chunk = chunk_samples or codec.hop_length
+    engine = as_engine(codec)
+    n_q = choose_n_q(engine, n_q)
+    chunk = chunk_samples or engine.hop_length
     if chunk < 1:
         raise ValueError(f"chunk size must be at least 1 sample, got {chunk}")
-    enc, dec = StreamingEncoder(codec, 1, n_q), StreamingDecoder(codec, 1)
-    sender = PacketSender(codec.codebook_size, frames_per_packet=1)
-    receiver = PacketReceiver(codec.codebook_size, codec.num_codebooks)
+    enc, dec = StreamingEncoder(engine, 1, n_q), StreamingDecoder(engine, 1)
+    sender = PacketSender(engine.codebook_size, frames_per_packet=1)
+    receiver = PacketReceiver(engine.codebook_size, engine.num_codebooks)
     length = frames = emitted = packet_bytes = sent = 0
     compute = cpu = 0.0
     t_wall = time.perf_counter()
@@ -462,11 +478,11 @@ def stream_roundtrip(codec: Codec, blocks: Iterable[np.ndarray], n_q: int | None
         compute += time.perf_counter() - t0[0]
         cpu += time.process_time() - t0[1]
 
-    def through(codes: torch.Tensor) -> None:
+    def through(codes: Any) -> None:
         """Sender -> packets -> receiver -> one decoder call for the frames that arrived."""
         nonlocal frames, emitted, packet_bytes, sent
         t0 = clock()
-        packets = sender.push(codes[0].cpu().numpy())
+        packets = sender.push(_np(codes[0]))
         arrived = []
         for pkt in packets:
             got = receiver.receive(pkt)
@@ -477,7 +493,7 @@ def stream_roundtrip(codec: Codec, blocks: Iterable[np.ndarray], n_q: int | None
             spent(t0)
             return
         got_codes = np.concatenate(arrived, axis=1)
-        pcm = dec.push(torch.from_numpy(got_codes)[None])[0].cpu().numpy()
+        pcm = _np(dec.push(got_codes[None])[0])
         spent(t0)
         sent += len(packets)
         packet_bytes += sum(len(p) for p in packets)
@@ -494,7 +510,7 @@ def stream_roundtrip(codec: Codec, blocks: Iterable[np.ndarray], n_q: int | None
         if on_input is not None:
             on_input(piece)
         t0 = clock()
-        codes = enc.push(torch.from_numpy(np.ascontiguousarray(piece))[None])
+        codes = enc.push(np.ascontiguousarray(piece)[None])
         spent(t0)
         through(codes)
     if length == 0:
@@ -503,13 +519,13 @@ def stream_roundtrip(codec: Codec, blocks: Iterable[np.ndarray], n_q: int | None
     codes = enc.flush()
     spent(t0)
     through(codes)
-    duration = length / codec.sample_rate
-    h = Header.for_codec(codec, n_q)
+    duration = length / engine.sample_rate
+    h = engine_header(engine, n_q)
     s = receiver.stats
     return RoundtripResult(
-        n_q=n_q, num_samples=length, num_frames=frames, sample_rate=codec.sample_rate,
+        n_q=n_q, num_samples=length, num_frames=frames, sample_rate=engine.sample_rate,
         bitrate_bps=h.bitrate, packed_bitrate_bps=h.packed_bitrate,
-        packet_bitrate_bps=packet_bytes * 8 / duration, latency_ms=codec.latency_ms,
+        packet_bitrate_bps=packet_bytes * 8 / duration, latency_ms=engine.latency_ms,
         compute_s=compute, cpu_s=cpu, wall_s=time.perf_counter() - t_wall,
         packets={"sent": sent, "received": s.received,
                  "lost": s.lost, "reordered": s.reordered, "corrupt": s.corrupt},
@@ -600,8 +616,8 @@ def run_decode(args: argparse.Namespace) -> int:
 
 
 def run_roundtrip(args: argparse.Namespace) -> int:
-    _set_threads(args)
-    codec = load_model(args.model, args.device)
+    note = _notifier(args)
+    codec = _open_engine(args, note)
     n_q = choose_n_q(codec, args.n_q, args.bitrate)
     if not math.isfinite(args.chunk_ms) or args.chunk_ms <= 0:
         raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
@@ -613,7 +629,6 @@ def run_roundtrip(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot write {args.output}: roundtrip writes a regular file (use "
                          "decode for a pipe or device)")
     check_output_path(args.output)
-    note = _notifier(args)
     keep = int(COMPARE_MAX_SECONDS * codec.sample_rate) if args.compare else 0
     ref: list[np.ndarray] = []
     est: list[np.ndarray] = []
@@ -645,7 +660,8 @@ def run_roundtrip(args: argparse.Namespace) -> int:
     lines = {
         "input": f"{args.input} ({r.duration:.2f} s, {info.sample_rate} Hz, "
                  f"{info.channels} ch)",
-        "model": f"{codec.identity()} ({codec.sample_rate} Hz, hop {codec.hop_length})",
+        "model": f"{codec.identity} ({codec.sample_rate} Hz, hop {codec.hop_length})",
+        "engine": _engine_line(codec, args),
         "bitrate": f"{r.bitrate_bps / 1000:.3f} kbps (n_q {n_q} of {codec.num_codebooks}); "
                    f"packed {r.packed_bitrate_bps / 1000:.3f} kbps; "
                    f"{r.packet_bitrate_bps / 1000:.3f} kbps as 1-frame packets "
@@ -654,7 +670,7 @@ def run_roundtrip(args: argparse.Namespace) -> int:
                    f"chunks of {chunk} samples ({1000 * chunk / codec.sample_rate:.1f} ms)",
         "speed": f"real-time factor {r.rtf:.4f} ({_speed(r.rtf)}); CPU-time RTF "
                  f"{r.cpu_rtf:.4f}; {r.compute_s:.2f} s compute, {r.wall_s:.2f} s wall, "
-                 f"{_threads()} torch thread(s)",
+                 f"{_engine_threads(codec, args)} {_engine_label(codec)} thread(s)",
         "output": str(args.output),
     }
     if args.compare:
@@ -670,6 +686,31 @@ def run_roundtrip(args: argparse.Namespace) -> int:
         for k, v in lines.items():
             print(f"{k + ':':9s} {v}")
     return 0
+
+
+def _open_engine(args: argparse.Namespace, note: Notify) -> Engine:
+    """The engine ``--backend`` names (``auto``: ONNX Runtime when the model has graphs; a
+    note says why it fell back to torch), with ``--threads`` threads."""
+    threads = check_threads(getattr(args, "threads", 1) or 1, "--threads")
+    engine, why = open_engine(getattr(args, "backend", None) or "auto", args.model, None,
+                              getattr(args, "device", "cpu") or "cpu", threads)
+    if why is not None:
+        note(f"torch engine: {why}")
+    return engine
+
+
+def _engine_label(engine: Engine) -> str:
+    return "ONNX Runtime" if engine.name == "onnx" else "torch"
+
+
+def _engine_threads(engine: Engine, args: argparse.Namespace) -> int:
+    return _threads() if engine.name == "torch" else int(getattr(args, "threads", 1) or 1)
+
+
+def _engine_line(engine: Engine, args: argparse.Namespace) -> str:
+    other = "torch" if engine.name == "onnx" else "onnx"
+    return (f"{_engine_label(engine)} ({engine.name}), {_engine_threads(engine, args)} "
+            f"thread(s); --backend {other} for the other")
 
 
 def _speed(rtf: float) -> str:
@@ -784,10 +825,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    _set_threads(args)
     note = _notifier(args)
     source = Path(args.input) if args.input else demo_clip()
-    codec = load_model(args.model, args.device)
+    codec = _open_engine(args, note)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"--out {out_dir} exists and is not a folder")
@@ -801,24 +841,25 @@ def run_demo(args: argparse.Namespace) -> int:
         w.write(audio)
     sr = codec.sample_rate
     chunk = codec.hop_length * max(1, round(0.02 * sr / codec.hop_length))  # ~20 ms
-    print(f"dwancodec demo: {source.name} ({audio.size / sr:.2f} s) through {codec.identity()}, "
-          f"streamed in {1000 * chunk / sr:.0f} ms chunks")
+    print(f"dwancodec demo: {source.name} ({audio.size / sr:.2f} s) through {codec.identity} "
+          f"on the {_engine_label(codec)} engine, streamed in {1000 * chunk / sr:.0f} ms chunks")
     scored = available_scores()
     _missing_scores_note(note)
     print(f"{'n_q':>3s} {'kbps':>6s} {'.dwc bytes':>10s} {'latency':>8s} {'RTF':>7s} "
           f"{'CPU RTF':>7s} " + ("PESQ-WB " if "pesq_wb" in scored else "")
           + ("STOI  " if "stoi" in scored else "") + f"{'SI-SDR':>7s}  file")
-    for n_q in range(1, codec.num_codebooks + 1):
+    codes: list[np.ndarray] = []
+    for n_q in range(1, codec.encoder_n_q + 1):
         name = f"{stem}_{codec.bitrate(n_q) / 1000:.2f}kbps_nq{n_q}"
         decoded: list[np.ndarray] = []
-        codes: list[np.ndarray] = []
+        codes = []
         r = stream_roundtrip(codec, [audio], n_q, chunk, on_audio=decoded.append,
                              on_codes=codes.append)
         y = np.concatenate(decoded)
         with AudioWriter(out_dir / f"{name}.wav", sr) as w:
             w.write(y)
         with (out_dir / f"{name}.dwc").open("wb") as f:
-            dw = DwcWriter(f, Header.for_codec(codec, n_q, source_rate=sr))
+            dw = DwcWriter(f, engine_header(codec, n_q, source_rate=sr))
             for c in codes:
                 dw.write(c)
             dw.finish(audio.size)
@@ -830,51 +871,49 @@ def run_demo(args: argparse.Namespace) -> int:
               f"{r.rtf:7.4f} {r.cpu_rtf:7.4f} {cols}{_fmt(s['si_sdr'], '.2f', 7)}  "
               f"{out_dir / name}.wav")
     print(f"decoded files and .dwc bitstreams are in {out_dir}/ (RTF: wall-clock compute time / "
-          f"audio time with {_threads()} torch thread(s), < 1 is faster than real time; CPU RTF: "
-          "the same with process CPU time; latency: algorithmic)")
-    if args.model is None:  # the last loop pass streamed every stage: compare with those codes
-        _demo_onnx_line(codec, audio, chunk, np.concatenate(codes, axis=-1), note)
+          f"audio time with {_engine_threads(codec, args)} {_engine_label(codec)} thread(s), "
+          "< 1 is faster than real time; CPU RTF: the same with process CPU time; latency: "
+          "algorithmic)")
+    # the last loop pass streamed every stage: the other engine on the same clip, same codes?
+    _demo_other_line(codec, args, audio, chunk, np.concatenate(codes, axis=-1), note)
     return 0
 
 
-def _demo_onnx_line(codec: Codec, audio: np.ndarray, chunk: int, torch_codes: np.ndarray,
-                    note: Notify) -> None:
-    """The same clip through the shipped ONNX pair (the torch-free deployment path), all stages:
-    its speed, and how many codes agree with ``torch_codes`` (``[N, frames]``, the torch stream
-    of every stage). A note says so when onnxruntime or the shipped graphs are missing."""
+def _demo_other_line(engine: Engine, args: argparse.Namespace, audio: np.ndarray, chunk: int,
+                     ref_codes: np.ndarray, note: Notify) -> None:
+    """The same clip through the other engine (torch after ONNX Runtime, or the reverse), all
+    stages: its speed, and how many codes agree with ``ref_codes`` (``[N, frames]``, the
+    stream of every stage on ``engine``). A note says why when it cannot run."""
+    other = "torch" if engine.name == "onnx" else "onnx"
+    threads = _engine_threads(engine, args)
     try:
-        from ..runtime import OnnxCodec
-
-        runtime = OnnxCodec(num_threads=_threads())
-    except ImportError:  # the torch path above is then the whole demo
-        note("the torch-free ONNX Runtime path was not run: onnxruntime is not installed "
-             "(pip install 'dwancodec[all]')")
+        alt, _ = open_engine(other, args.model, None, getattr(args, "device", "cpu") or "cpu",
+                             threads)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        note(f"the {'torch' if other == 'torch' else 'ONNX Runtime'} path was not run: {e}")
         return
-    except FileNotFoundError:
-        note("the torch-free ONNX Runtime path was not run: the shipped ONNX graphs are not "
-             "installed")
+    if alt.identity != engine.identity:
+        note(f"the {_engine_label(alt)} path was not run: it holds {alt.identity}, not "
+             f"{engine.identity}")
         return
-    if runtime.identity != codec.identity():
-        note(f"the torch-free ONNX Runtime path was not run: the shipped graphs are of "
-             f"{runtime.identity}, not {codec.identity()}")
-        return
-    enc, dec = runtime.streaming_encoder(1), runtime.streaming_decoder(1)
+    enc, dec = StreamingEncoder(alt, 1), StreamingDecoder(alt, 1)
     codes: list[np.ndarray] = []
     t0 = time.perf_counter()
     for i in range(0, audio.size, chunk):
-        c = enc.push(audio[None, i:i + chunk])
+        c = _np(enc.push(audio[None, i:i + chunk]))
         codes.append(c)
         dec.push(c)
-    codes.append(enc.flush())
-    rtf = (time.perf_counter() - t0) / (audio.size / codec.sample_rate)
+    codes.append(_np(enc.flush()))
+    rtf = (time.perf_counter() - t0) / (audio.size / engine.sample_rate)
     got = np.concatenate(codes, -1)[0]
-    frames = min(got.shape[-1], torch_codes.shape[-1])
-    same = float((got[:, :frames] == torch_codes[:, :frames]).mean()) if frames else 1.0
-    print(f"ONNX Runtime path (torch-free, {_threads()} thread(s), all {codec.num_codebooks} "
-          f"stages, {1000 * chunk / codec.sample_rate:.0f} ms chunks): RTF {rtf:.4f} "
+    frames = min(got.shape[-1], ref_codes.shape[-1])
+    same = float((got[:, :frames] == ref_codes[:, :frames]).mean()) if frames else 1.0
+    label = "ONNX Runtime path (torch-free" if other == "onnx" else "torch path (--backend torch"
+    print(f"{label}, {_engine_threads(alt, args)} thread(s), all {alt.encoder_n_q} stages, "
+          f"{1000 * chunk / engine.sample_rate:.0f} ms chunks): RTF {rtf:.4f} "
           f"({1 / max(rtf, 1e-9):.0f}x faster than real time); {100 * same:.2f} % of codes "
-          "equal to the torch encoder's")
+          f"equal to the {_engine_label(engine)} engine's")
 
 
 __all__ = ["atomic_output", "available_scores", "choose_n_q", "decode_file", "encode_file",
-           "load_model", "output_kind", "read_dwc_input", "stream_roundtrip"]
+           "engine_header", "load_model", "output_kind", "read_dwc_input", "stream_roundtrip"]

@@ -5,7 +5,7 @@
 - :class:`~dwancodec.live.link.CodecLink`: encoder -> packets -> simulated network -> jitter
   buffer -> decoder, with a simple concealment of lost frames (no device, no thread).
 - :mod:`~dwancodec.live.network`: packet loss / jitter simulation and the jitter buffer.
-- :mod:`~dwancodec.live.backends`: torch or ONNX Runtime streaming codecs behind one API.
+- :mod:`~dwancodec.live.backends`: the shared sessions over the torch or ONNX Runtime engine.
 - :mod:`~dwancodec.live.audio_io`: sounddevice streams, a real-time file source, a null sink.
 
 Nothing here imports torch unless the torch backend is used. ``dwancodec live`` is the command.
@@ -13,12 +13,12 @@ Nothing here imports torch unless the torch backend is used. ``dwancodec live`` 
 
 from __future__ import annotations
 
-from .backends import CodecBackend, OnnxBackend, TorchBackend, open_backend
+from .backends import CodecBackend, EngineBackend, OnnxBackend, TorchBackend, open_backend
 from .engine import LiveEngine
 from .link import CodecLink
 from .network import JitterBuffer, NetworkSimulator, Packet
 
 __all__ = [
-    "CodecBackend", "CodecLink", "JitterBuffer", "LiveEngine", "NetworkSimulator",
+    "CodecBackend", "CodecLink", "EngineBackend", "JitterBuffer", "LiveEngine", "NetworkSimulator",
     "OnnxBackend", "Packet", "TorchBackend", "open_backend",
 ]

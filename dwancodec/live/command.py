@@ -136,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     source, in_rate, out_dev = _endpoints(args)
 
-    backend = open_backend(args.backend, args.model, args.onnx_dir, args.bitrate, args.n_q,
-                           device=getattr(args, "device", "cpu") or "cpu")
+    backend = open_backend(getattr(args, "backend", None) or "auto", args.model, args.onnx_dir,
+                           args.bitrate, args.n_q, device=getattr(args, "device", "cpu") or "cpu",
+                           note=lambda m: _note(args, m))
     jitter_buffer_ms = getattr(args, "jitter_buffer_ms", None)
     if jitter_buffer_ms is None:
         jitter_buffer_ms = 3.0 * args.jitter_ms
