@@ -1,0 +1,214 @@
+"""One streaming interface over two engines: the engine protocol, the shared sessions, the one
+bitrate -> n_q rule, and the CLI's default engine (ONNX Runtime where the model has graphs),
+shown by real runs: a child interpreter in which torch cannot be imported still runs
+``roundtrip`` and ``live`` on the shipped model, so those runs cannot have used torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dwancodec import lengths
+from dwancodec.api import default_model_dir
+from dwancodec.bundled import shipped_onnx_dir
+from dwancodec.engine import (
+    Engine,
+    StreamingDecoder,
+    StreamingEncoder,
+    as_engine,
+    choose_n_q,
+    model_graphs,
+    open_engine,
+)
+from dwancodec.model import Codec
+from dwancodec.runtime import OnnxCodec, OrtEngine
+from dwancodec.streaming import TorchEngine
+
+from .conftest import DATA
+from .test_live import no_device_env
+from .test_onnx_export import exported, tiny_codec
+
+SHIPPED = (default_model_dir() / "model.safetensors").exists() and \
+    (shipped_onnx_dir() / "dwancodec_onnx.json").exists()
+needs_shipped = pytest.mark.skipif(not SHIPPED, reason="the shipped model or graphs are missing")
+
+BLOCK_TORCH = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class BlockTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError(f"torch is blocked in this test ({name})")
+            return None
+
+    sys.meta_path.insert(0, BlockTorch())
+    from dwancodec.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def cli_without_torch(*args: str | Path, env: dict[str, str] | None = None
+                      ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH, *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def engines() -> dict[str, Engine]:
+    return {"torch": TorchEngine(tiny_codec(), numpy_output=True),
+            "onnx": OrtEngine(OnnxCodec(exported(), use_full_graphs=False))}
+
+
+@pytest.mark.parametrize("name", ["torch", "onnx"])
+def test_engine_protocol_and_steps(name: str) -> None:
+    e = engines()[name]
+    assert isinstance(e, Engine) and e.name == name
+    hop, b = e.hop_length, 3
+    x = (0.3 * np.random.default_rng(0).standard_normal((b, 4 * hop))).astype(np.float32)
+    state = e.encoder_state(b)
+    assert set(e.state_arrays(state)) == set(e.encoder_state_spec())
+    out = []
+    for i in range(4):  # one frame per call: what every engine takes
+        c, state = e.encode_step(x[:, i * hop:(i + 1) * hop], state, 2)
+        out.append(np.array(c))
+    codes = np.concatenate(out, -1)
+    assert codes.shape == (b, 2, 4) and codes.dtype == np.int64
+    whole = StreamingEncoder(e, b, n_q=2)
+    np.testing.assert_array_equal(np.concatenate([whole.push(x), whole.flush()], -1), codes)
+    dstate = e.decoder_state(b)
+    y, dstate = e.decode_step(codes[..., :1], 2, dstate)
+    assert y.shape == (b, hop) and y.dtype == np.float32
+
+
+def test_torch_and_onnx_sessions_agree() -> None:
+    """The shared sessions over the two engines: same codes (ties aside), same audio."""
+    eng = engines()
+    x = (0.3 * np.random.default_rng(3).standard_normal((2, 5000))).astype(np.float32)
+    codes = {}
+    for name, e in eng.items():
+        enc = StreamingEncoder(e, 2, n_q=3)
+        codes[name] = np.concatenate([enc.push(x[:, :777]), enc.push(x[:, 777:]), enc.flush()],
+                                     -1)
+    assert codes["torch"].shape == codes["onnx"].shape == (2, 3, -(-5000 // 40))
+    assert (codes["torch"] != codes["onnx"]).mean() < 0.01
+    audio = {name: StreamingDecoder(e, 2).push(codes["torch"]) for name, e in eng.items()}
+    np.testing.assert_allclose(audio["onnx"], audio["torch"], atol=1e-4, rtol=0)
+
+
+def test_as_engine_and_result_types() -> None:
+    import torch
+
+    codec = tiny_codec()
+    assert isinstance(as_engine(codec), TorchEngine)
+    assert isinstance(as_engine(exported()), OrtEngine)
+    assert isinstance(as_engine(OnnxCodec(exported())), OrtEngine)
+    assert isinstance(StreamingEncoder(codec).push(np.zeros(100, np.float32)), torch.Tensor)
+    assert isinstance(StreamingEncoder(exported()).push(np.zeros(100, np.float32)), np.ndarray)
+    with pytest.raises(ValueError, match="expected a Codec"):
+        as_engine(42)
+
+
+def test_one_bitrate_rule() -> None:
+    """Codec, OnnxCodec, the live backends and the CLI use lengths.n_q_for_bitrate."""
+    from dwancodec.commands.coding import choose_n_q as cli_n_q
+    from dwancodec.live.backends import resolve_n_q
+
+    codec, rt = tiny_codec(), OnnxCodec(exported())
+    e = OrtEngine(rt)
+    for kbps in (1.0, 2.4, 2.5, 4.9, 5.0, 7.5, 100.0):
+        try:
+            want = lengths.n_q_for_bitrate(kbps, codec.frame_rate, codec.codebook_size,
+                                           codec.num_codebooks)
+        except ValueError:
+            for f in (codec.n_q_for_bitrate, rt.n_q_for_bitrate,
+                      lambda k: cli_n_q(codec, None, k), lambda k: resolve_n_q(e, k, None)):
+                with pytest.raises(ValueError, match="below the lowest"):
+                    f(kbps)
+            continue
+        assert codec.n_q_for_bitrate(kbps) == rt.n_q_for_bitrate(kbps) == want
+        assert cli_n_q(codec, None, kbps) == resolve_n_q(e, kbps, None) == want
+        assert choose_n_q(codec.num_codebooks, codec.frame_rate, codec.codebook_size,
+                          None, kbps) == want
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive number"):
+            lengths.n_q_for_bitrate(bad, 50, 1024, 8)
+
+
+def test_no_import_circle_in_runtime() -> None:
+    """runtime/session.py and runtime/onnx_codec.py: neither imports the other at use time,
+    and each imports first in a fresh interpreter."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "dwancodec" / "runtime"
+    for path, other in (("onnx_codec.py", "session"), ("session.py", "onnx_codec"),
+                        ("engine.py", "onnx_codec")):
+        tree = ast.parse((root / path).read_text())
+        typing_only = {id(n) for top in ast.walk(tree) if isinstance(top, ast.If)
+                       and getattr(top.test, "id", None) == "TYPE_CHECKING"
+                       for n in ast.walk(top)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 \
+                    and id(node) not in typing_only:
+                assert node.module != other, f"{path} imports .{other}"
+    for mod in ("dwancodec.runtime.session", "dwancodec.runtime.onnx_codec",
+                "dwancodec.runtime.engine", "dwancodec.engine"):
+        r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+
+def test_auto_uses_graphs_of_the_same_weights(tmp_path: Path) -> None:
+    """``auto``: ONNX Runtime for MODEL/onnx of the same weights, torch (with the reason)
+    for a bundle without graphs or with graphs of other weights."""
+    bundle = Codec.from_config("tiny", seed=0).save_pretrained(tmp_path / "tiny")
+    engine, why = open_engine("auto", bundle)
+    assert engine.name == "torch" and "no exported ONNX graphs" in (why or "")
+    import shutil
+
+    shutil.copytree(exported(), bundle / "onnx")
+    assert model_graphs(bundle) == bundle / "onnx"
+    engine, why = open_engine("auto", bundle)
+    assert engine.name == "onnx" and why is None
+    other = Codec.from_config("tiny", seed=1).save_pretrained(tmp_path / "other")
+    shutil.copytree(exported(), other / "onnx")
+    engine, why = open_engine("auto", other)
+    assert engine.name == "torch" and "not of the weights" in (why or "")
+    with pytest.raises(ValueError, match="needs graphs"):
+        open_engine("onnx", tmp_path / "tiny-none")
+    assert open_engine("torch", bundle)[0].name == "torch"
+
+
+@needs_shipped
+def test_roundtrip_defaults_to_onnx_runtime(tmp_path: Path) -> None:
+    """A real ``dwancodec roundtrip`` on the shipped model with torch unimportable: it runs, so
+    it ran on ONNX Runtime; ``--backend torch`` (torch importable) names the torch engine."""
+    out = tmp_path / "rt.wav"
+    r = cli_without_torch("roundtrip", DATA / "speech_en.flac", out)
+    assert r.returncode == 0, r.stderr
+    assert "engine:   ONNX Runtime (onnx)" in r.stdout and sf.info(out).frames > 0
+    r = subprocess.run([sys.executable, "-m", "dwancodec.cli", "roundtrip",
+                        DATA / "speech_en.flac", tmp_path / "t.wav", "--backend", "torch"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "engine:   torch (torch)" in r.stdout
+    a, _ = sf.read(out, dtype="float32")
+    b, _ = sf.read(tmp_path / "t.wav", dtype="float32")
+    assert a.shape == b.shape and np.abs(a - b).max() < 0.05
+
+
+@needs_shipped
+def test_live_defaults_to_onnx_runtime(tmp_path: Path) -> None:
+    """``dwancodec live`` without --backend on the shipped model runs with torch unimportable."""
+    x, sr = sf.read(DATA / "speech_en.flac", dtype="float32")
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, x[: sr // 2], sr)
+    r = cli_without_torch("live", "--input-file", clip, "--save-output", tmp_path / "o.wav",
+                          "-q", env=no_device_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "onnx backend" in r.stdout
+    assert sf.info(tmp_path / "o.wav").frames > 0
