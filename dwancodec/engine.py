@@ -399,7 +399,8 @@ def _bundle_identity(model: str | Path | None) -> str | None:
 def open_engine(backend: str = "auto", model: str | Path | None = None,
                 onnx_dir: str | Path | None = None, device: str = "cpu", threads: int = 1,
                 numpy_output: bool = True) -> tuple[Engine, str | None]:
-    """The engine ``backend`` names, and a note saying why ``auto`` chose torch (else None).
+    """The engine ``backend`` names, and a note saying why ``auto`` chose torch although the
+    model has graphs (else ``None``).
 
     ``auto`` (the CLI default): ONNX Runtime when the model has graphs (``onnx_dir``, else
     :func:`model_graphs`) of the same identity as its weights, onnxruntime is installed and
@@ -418,10 +419,10 @@ def open_engine(backend: str = "auto", model: str | Path | None = None,
                                  "`dwancodec export`), or a model folder with onnx/ inside; "
                                  f"{'the default model' if model is None else model} has none")
             return _ort_engine(graphs, threads), None
-        why = _ort_unusable(graphs, model, onnx_dir, device)
-        if why is None:
-            assert graphs is not None
-            return _ort_engine(graphs, threads), None
+        if graphs is not None:  # no graphs: torch, as expected (no note)
+            why = _ort_unusable(graphs, model, onnx_dir, device)
+            if why is None:
+                return _ort_engine(graphs, threads), None
     from .api import default_model_dir, load_codec
     from .streaming.engine import TorchEngine
 
@@ -445,11 +446,9 @@ def _threads(threads: int) -> int:
     return check_threads(threads, "--threads")
 
 
-def _ort_unusable(graphs: Path | None, model: str | Path | None, onnx_dir: str | Path | None,
+def _ort_unusable(graphs: Path, model: str | Path | None, onnx_dir: str | Path | None,
                   device: str) -> str | None:
-    """Why ``auto`` cannot use ONNX Runtime here (``None``: it can)."""
-    if graphs is None:
-        return "the model has no exported ONNX graphs (`dwancodec export`)"
+    """Why ``auto`` cannot use the graphs it found (``None``: it can)."""
     if str(device) != "cpu":
         return f"--device {device}: the ONNX Runtime engine runs on the CPU"
     try:

@@ -211,11 +211,20 @@ def test_default_model(tmp_path: Path) -> None:
     if (default_model_dir() / "model.safetensors").exists():
         assert r.returncode == 0, r.stderr
         assert bs.read_dwc(tmp_path / "d.dwc").header.num_frames > 0
-        # the main job: the shipped model at each bitrate, then its torch-free ONNX path
+        # the main job: the shipped model at each bitrate on ONNX Runtime (the default engine
+        # where the model has graphs), then the same clip through the torch engine
         r = run("demo", "--out", tmp_path / "demo")
         assert r.returncode == 0, r.stderr
+        assert "on the ONNX Runtime engine" in r.stdout.splitlines()[0], r.stdout
         rows = [ln for ln in r.stdout.splitlines() if ln.strip()[:1].isdigit()]
         assert len(rows) == 8 and all("20.0ms" in row for row in rows), r.stdout
+        other = [ln for ln in r.stdout.splitlines() if ln.startswith("torch path")]
+        assert len(other) == 1, r.stdout
+        agree = float(re.search(r"([0-9.]+) % of codes equal", other[0]).group(1))
+        assert agree >= 99.0, other  # boundary ties aside, the two engines give one stream
+        r = run("demo", "--out", tmp_path / "demo-torch", "--backend", "torch")
+        assert r.returncode == 0, r.stderr
+        assert "on the torch engine" in r.stdout.splitlines()[0], r.stdout
         onnx_line = [ln for ln in r.stdout.splitlines() if ln.startswith("ONNX Runtime path")]
         assert len(onnx_line) == 1, r.stdout
         agree = float(re.search(r"([0-9.]+) % of codes equal", onnx_line[0]).group(1))
