@@ -1,7 +1,9 @@
-"""Streaming == offline, for random chunkings (property tests), every quantizer kind."""
+"""Streaming == offline, for random chunkings (property tests), every quantizer kind, through
+the shared sessions over the torch and the ONNX Runtime engine."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -31,40 +33,72 @@ def chunking(draw: st.DrawFn, max_total: int = 24000) -> list[int]:
     return out or [1]
 
 
-def stream_encode(codec, signal: torch.Tensor, chunks: list[int], n_q=None) -> torch.Tensor:
+def stream_encode(codec, signal, chunks: list[int], n_q=None):
+    """Push ``signal`` ``[B, T]`` in ``chunks``; the codes in the engine's array type."""
     enc = StreamingEncoder(codec, batch_size=signal.shape[0], n_q=n_q)
     pieces, pos = [], 0
     for c in chunks:
         pieces.append(enc.push(signal[:, pos:pos + c]))
         pos += c
     pieces.append(enc.flush())
+    if isinstance(pieces[0], np.ndarray):
+        return np.concatenate(pieces, axis=-1)
     return torch.cat(pieces, dim=-1)
 
 
+ENGINES = ("torch", "onnx")
+_ORT: dict[str, object] = {}
+
+
+def session_codec(kind: str, engine: str) -> object:
+    """What the sessions run on: the torch codec, or its ONNX export on ONNX Runtime (step
+    graphs only, so that its offline coding is the same graph as its streaming)."""
+    if engine == "torch":
+        return CODECS[kind]
+    if kind not in _ORT:
+        from dwancodec.runtime import OnnxCodec
+
+        from .test_onnx_export import exported
+
+        _ORT[kind] = OnnxCodec(exported(kind), use_full_graphs=False)
+    return _ORT[kind]
+
+
+def as_numpy(x: object) -> np.ndarray:
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("kind", QUANTIZER_KINDS)
 @given(chunks=chunking(),
        frame_chunks=st.lists(st.integers(0, 7), min_size=1, max_size=30).filter(any),
        seed=st.integers(0, 2**16))
-def test_streaming_equals_offline(kind: str, chunks: list[int], frame_chunks: list[int],
-                                  seed: int) -> None:
-    codec = CODECS[kind]
+def test_streaming_equals_offline(engine: str, kind: str, chunks: list[int],
+                                  frame_chunks: list[int], seed: int) -> None:
+    """The shared sessions over either engine: any chunking gives the offline codes and audio
+    of that engine (the ONNX graphs against torch: see tests/test_runtime.py)."""
+    codec = session_codec(kind, engine)
     g = torch.Generator().manual_seed(seed)
     signal = 0.3 * torch.randn(2, sum(chunks), generator=g)
     with torch.inference_mode():
-        offline_codes = codec.encode(signal[:, None])
-        offline_audio = codec.decode(offline_codes)[:, 0]
-    codes = stream_encode(codec, signal, chunks)
-    assert torch.equal(codes, offline_codes)
+        offline_codes = as_numpy(codec.encode(signal[:, None] if engine == "torch"
+                                              else signal[:, None].numpy()))
+        offline_audio = as_numpy(codec.decode(offline_codes))
+    if offline_audio.ndim == 3:
+        offline_audio = offline_audio[:, 0]
+    codes = as_numpy(stream_encode(codec, signal if engine == "torch" else signal.numpy(),
+                                   chunks))
+    np.testing.assert_array_equal(codes, offline_codes)
 
     dec = StreamingDecoder(codec, batch_size=2)
     pieces, pos, i = [], 0, 0
     while pos < codes.shape[-1]:
         f = frame_chunks[i % len(frame_chunks)]
-        pieces.append(dec.push(codes[..., pos:pos + f]))
+        pieces.append(as_numpy(dec.push(codes[..., pos:pos + f])))
         pos, i = pos + f, i + 1
-    audio = torch.cat(pieces, dim=-1)
+    audio = np.concatenate(pieces, axis=-1)
     assert audio.shape == offline_audio.shape
-    torch.testing.assert_close(audio, offline_audio, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(audio, offline_audio, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["default", "lowlatency", "24k"])
@@ -86,12 +120,24 @@ def test_named_configs_stream_equal_offline(name: str, chunks: list[int], seed: 
 NAMED: dict = {}
 
 
-def test_real_speech_streams_like_offline(speech: torch.Tensor) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_real_speech_streams_like_offline(engine: str, speech: torch.Tensor) -> None:
+    """torch: the default config; ONNX Runtime: the shipped model's graphs."""
+    chunks = [1] * 500 + [333] * 30 + [20000]
+    chunks.append(speech.shape[-1] - sum(chunks))
+    if engine == "onnx":
+        from dwancodec.bundled import shipped_onnx_dir
+        from dwancodec.runtime import OnnxCodec
+
+        if not (shipped_onnx_dir() / "dwancodec_onnx.json").exists():
+            pytest.skip("the shipped graphs are not installed")
+        rt = OnnxCodec()
+        x = speech[:, 0].numpy()
+        np.testing.assert_array_equal(stream_encode(rt, x, chunks), rt.encode(x[:, None]))
+        return
     codec = make_codec("default")
     with torch.inference_mode():
         offline = codec.encode(speech)
-    chunks = [1] * 500 + [333] * 30 + [20000]
-    chunks.append(speech.shape[-1] - sum(chunks))
     codes = stream_encode(codec, speech[:, 0], chunks)
     assert torch.equal(codes, offline)
 
