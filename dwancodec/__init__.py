@@ -16,8 +16,9 @@ _LAZY = {
     "Codec": "dwancodec.model",
     "CodecConfig": "dwancodec.config",
     "get_config": "dwancodec.config",
-    "StreamingEncoder": "dwancodec.streaming.session",
-    "StreamingDecoder": "dwancodec.streaming.session",
+    "StreamingEncoder": "dwancodec.engine",
+    "StreamingDecoder": "dwancodec.engine",
+    "Engine": "dwancodec.engine",
 }
 
 __all__ = ["__version__", *_LAZY]
