@@ -174,9 +174,9 @@ class FrameModulationLoss(nn.Module):
     ``hop / bins`` neighbouring offsets (``bins`` is cut to ``gcd(hop, bins)``). Pooling and
     binning keep the target's profile close to flat (speech has no preferred phase relative to
     the frame grid), so the loss mostly sees the decoder's own swing: the dip at each block
-    start where the previous frame's windows
-    extrapolate (the "blind share"). Example: hop 320, bins 16 -> 16 bins of 20 samples; a
-    decoder whose first 5 ms of every block is 6 dB low scores about 0.35 more than a flat one.
+    start where the previous frame's windows extrapolate (the "blind share"). Example: hop 320,
+    bins 16 -> 16 bins of 20 samples; a decoder whose first 5 ms of every block is 6 dB low
+    scores about 0.35 more than a flat one.
     """
 
     def __init__(self, hop: int, bins: int = 16) -> None:
