@@ -33,21 +33,13 @@ from dwancodec.streaming import TorchEngine
 from .conftest import DATA
 from .test_live import no_device_env
 from .test_onnx_export import exported, tiny_codec
+from .test_runtime_no_torch import BLOCK_TORCH_PRELUDE
 
 SHIPPED = (default_model_dir() / "model.safetensors").exists() and \
     (shipped_onnx_dir() / "dwancodec_onnx.json").exists()
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="the shipped model or graphs are missing")
 
-BLOCK_TORCH = textwrap.dedent("""
-    import importlib.abc, sys
-
-    class BlockTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"torch is blocked in this test ({name})")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
+BLOCK_TORCH = BLOCK_TORCH_PRELUDE + textwrap.dedent("""
     from dwancodec.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

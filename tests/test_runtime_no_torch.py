@@ -23,7 +23,8 @@ from .test_onnx_export import exported
 
 REPO = Path(__file__).resolve().parents[1]
 
-CHILD = textwrap.dedent("""
+# A child-process prelude that makes every torch import fail (shared with test_engines.py).
+BLOCK_TORCH_PRELUDE = textwrap.dedent("""
     import importlib.abc, json, sys
 
     class BlockTorch(importlib.abc.MetaPathFinder):
@@ -33,6 +34,9 @@ CHILD = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, BlockTorch())
+""")
+
+CHILD = BLOCK_TORCH_PRELUDE + textwrap.dedent("""
     try:
         import torch  # noqa: F401
         raise SystemExit("the torch blocker does not work")
