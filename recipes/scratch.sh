@@ -3,6 +3,9 @@
 # 5 % at step 30000, batch 8 x 1 s, seed 0, one thread), so each curve can be read against
 # default-v1's at the same step and against the others at the same CPU time.
 #   bash recipes/scratch.sh VARIANT [MAX_MINUTES]   (from the repo root, venv active)
+# STEPS=N ends the cosine at step N instead of 30000 (a run that must anneal within a budget);
+# INIT=BUNDLE starts from a bundle's weights (tensors of another shape, e.g. a new head, keep
+# their initialisation); NAME= names the run folder (default scratch-VARIANT).
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -11,23 +14,29 @@ variant=$1
 minutes=${2:-0}
 D=${DATA:-../shared/data}
 runs=${RUNS:-/work/runs}
+steps=${STEPS:-30000}
+name=${NAME:-scratch-$variant}
+init=()
+if [[ -n ${INIT:-} ]]; then init=(--set "init_from=$INIT"); fi
+# default-v1's loss weights, spelled out so that "base" stays v1 when the defaults move on.
+V1='"waveform_l1": 0, "stft": 1, "mel": 15, "complex_stft": 0, "phase_ip": 0, "phase_gd": 0, "phase_iaf": 0'
 PHASE='"waveform_l1": 10, "complex_stft": 15, "phase_ip": 1, "phase_gd": 1, "phase_iaf": 1'
 model='{}'
-weights='{}'
+weights="{$V1}"
 case $variant in
     base) ;;                                          # default-v1's recipe on today's data
-    head160-phase) weights="{$PHASE}"                 # 10 ms window (blind 12.7 %) + phase losses
+    head160-phase) weights="{$V1, $PHASE}"            # 10 ms window (blind 12.7 %) + phase losses
                    model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
-    phase) weights="{$PHASE}" ;;                      # phase losses on the 20 ms window
+    phase) weights="{$V1, $PHASE}" ;;                 # phase losses on the 20 ms window
     head160) model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 exec dwancodec train \
     --train-data-path "$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" \
         "$D/train-16k/speech-wb/ast-it" "$D/train-16k/speech-nb" "$D/train-16k/music-wb" \
-    --val-data-path "$D/val-16k" --experiment-name "scratch-$variant" \
-    --save "$runs/scratch-$variant" --batch-size 8 --segment-seconds 1.0 \
-    --max-steps 30000 --num-workers 0 --threads 1 --log csv --resume --quiet \
+    --val-data-path "$D/val-16k" --experiment-name "$name" \
+    --save "$runs/$name" --batch-size 8 --segment-seconds 1.0 \
+    --max-steps "$steps" --num-workers 0 --threads 1 --log csv --resume --quiet \
     --set gan_start_step=1000000000 --set val_every=1000 --set val_segments=9 \
     --set val_segment_seconds=4 --set save_every=250 --set "max_minutes=$minutes" \
-    --set "loss_weights=$weights" --set "model_overrides=$model"
+    --set "loss_weights=$weights" --set "model_overrides=$model" "${init[@]}"
