@@ -57,7 +57,7 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     _add_model_args(p)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: fastest for this small model)")
-    _handler(p, "dwancodec.commands.coding:run_encode")
+    _handler(p, "dwancodec.commands.encode:run_encode")
 
 
 def _add_decode(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +70,7 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
     _add_model_args(p)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: fastest for this small model)")
-    _handler(p, "dwancodec.commands.coding:run_decode")
+    _handler(p, "dwancodec.commands.decode:run_decode")
 
 
 def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
@@ -87,7 +87,7 @@ def _add_roundtrip(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads, torch or ONNX Runtime (default 1: fastest for this "
                         "small model)")
     _add_backend_arg(p)
-    _handler(p, "dwancodec.commands.coding:run_roundtrip")
+    _handler(p, "dwancodec.commands.roundtrip:run_roundtrip")
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -97,7 +97,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="named config (default, lowlatency, 24k, "
                                                   "tiny) or JSON file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    _handler(p, "dwancodec.commands.coding:run_info")
+    _handler(p, "dwancodec.commands.info:run_info")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -110,7 +110,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads, torch or ONNX Runtime (default 1: fastest for this "
                         "small model)")
     _add_backend_arg(p)
-    _handler(p, "dwancodec.commands.coding:run_demo")
+    _handler(p, "dwancodec.commands.demo:run_demo")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:

@@ -107,7 +107,7 @@ def test_as_engine_and_result_types() -> None:
 
 def test_one_bitrate_rule() -> None:
     """Codec, OnnxCodec, the live backends and the CLI use lengths.n_q_for_bitrate."""
-    from dwancodec.commands.coding import choose_n_q as cli_n_q
+    from dwancodec.commands.common import choose_n_q as cli_n_q
     from dwancodec.live.backends import resolve_n_q
 
     codec, rt = tiny_codec(), OnnxCodec(exported())

@@ -1,5 +1,11 @@
 """Encoder -> packets -> (simulated network) -> jitter buffer -> decoder, with concealment.
 
+The packets are the bitstream's (:class:`~dwancodec.bitstream.PacketSender`, one frame per
+packet; :class:`~dwancodec.bitstream.PacketReceiver` parses them and counts loss, reordering
+and duplicates in :attr:`CodecLink.receiver`). What is played when is the jitter buffer's
+decision: it knows the sender's clock (see :mod:`~dwancodec.live.network`), so every packet
+that parses goes to it, except a byte-identical duplicate; a corrupt one is dropped.
+
 :class:`CodecLink` is the codec half of the live path, at the model's sample rate and free of
 any audio device or thread, so it runs the same in real time and in simulated time (tests pass
 their own ``now``). Without loss or jitter its output is exactly the streaming decode of its
@@ -19,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bitstream import PacketReceiver, PacketSender
 from .backends import CodecBackend
-from .network import JitterBuffer, NetworkSimulator, Packet
+from .network import JitterBuffer, NetworkSimulator
 
 CONCEAL_FADE_MS = 60.0
 
@@ -47,6 +54,8 @@ class CodecLink:
         self.backend = backend
         self.network = network if network is not None else NetworkSimulator()
         self.jitter = JitterBuffer(playout_delay_ms)
+        self.sender = PacketSender(backend.codebook_size, frames_per_packet=1)
+        self.receiver = PacketReceiver(backend.codebook_size, backend.num_codebooks)
         self.hop = backend.hop_length
         self.frame_s = backend.hop_length / backend.sample_rate
         self.fade_frames = max(1.0, fade_ms / 1000.0 / self.frame_s)
@@ -68,8 +77,7 @@ class CodecLink:
         return self.poll(now, extra_compute=dt)
 
     def _send(self, codes: np.ndarray, now: float) -> None:
-        for i in range(codes.shape[-1]):
-            packet = Packet(self._seq, now, codes[:, i].copy())
+        for packet in self.sender.push(codes):  # one per frame
             self.jitter.expect(self._seq, now)
             self.network.send(packet, now)
             self._seq += 1
@@ -78,8 +86,7 @@ class CodecLink:
     # Receiver --------------------------------------------------------------------------------
     def poll(self, now: float, extra_compute: float = 0.0) -> np.ndarray:
         """Deliver arrived packets; decode (or conceal) every frame due by ``now``."""
-        for p in self.network.receive(now):
-            self.jitter.insert(p)
+        self._deliver(self.network.receive(now))
         return self._play(self.jitter.pop_due(now), extra_compute)
 
     def next_event(self) -> float | None:
@@ -91,9 +98,15 @@ class CodecLink:
         """End of input: encode the partial frame, deliver everything, play every frame."""
         codes = self.backend.flush()
         self._send(codes, now)
-        for p in self.network.drain():
-            self.jitter.insert(p)
+        self._deliver(self.network.drain())
         return self._play(self.jitter.flush())
+
+    def _deliver(self, packets: list[bytes]) -> None:
+        """Parse arrived packets (the bitstream's receiver) into the jitter buffer."""
+        for data in packets:
+            got = self.receiver.receive(data)
+            if got.codes is not None and got.status != "duplicate":
+                self.jitter.insert(got.seq, got.codes[:, 0])  # type: ignore[arg-type]
 
     def _play(self, frames: list[tuple[int, np.ndarray | None]], extra_compute: float = 0.0
               ) -> np.ndarray:

@@ -1,10 +1,11 @@
 """A simulated packet network between the live encoder and decoder (numpy only, no torch).
 
-One packet carries one code frame. The network drops each packet with probability ``loss`` and
-delays the others by a random amount (``jitter``: exponential with that mean, so packets can
-arrive out of order). The receiver's :class:`JitterBuffer` plays frame ``s`` exactly
-``playout_delay`` seconds after it was sent; a packet that has not arrived by then is *late*
-and is concealed like a lost one.
+The packets are the bitstream's (:func:`dwancodec.bitstream.encode_packet`, one code frame
+each, a 16-bit sequence number and a CRC-16; ``docs/bitstream.md``): the network carries their
+bytes. It drops each packet with probability ``loss`` and delays the others by a random amount
+(``jitter``: exponential with that mean, so packets can arrive out of order). The receiver's
+:class:`JitterBuffer` plays frame ``s`` exactly ``playout_delay`` seconds after it was sent; a
+packet that has not arrived by then is *late* and is concealed like a lost one.
 
 Simplification, stated plainly: the receiver knows the sender's clock (as if clocks were
 synchronised, or RTP timestamps were mapped perfectly), so it knows when every frame is due,
@@ -17,26 +18,19 @@ so the same code runs in real time (live) and in simulated time (tests).
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
 
 import numpy as np
 
-
-@dataclass(order=True)
-class Packet:
-    """One code frame on the wire. ``codes``: ``[n_q]`` int64; ``sent``: send time (s)."""
-
-    seq: int
-    sent: float = field(compare=False)
-    codes: np.ndarray = field(compare=False, repr=False)
+from ..bitstream import SEQ_MODULUS
 
 
 class NetworkSimulator:
     """Drops packets with probability ``loss``; delays the rest by ``Exp(mean=jitter_ms)``.
 
-    ``send(packet, now)`` then ``receive(now)`` returns the packets that have arrived by
-    ``now`` (in arrival order). With ``loss == 0`` and ``jitter_ms == 0`` every packet arrives
-    the instant it is sent.
+    ``send(packet, now)`` (the packet's bytes) then ``receive(now)`` returns the packets that
+    have arrived by ``now`` (in arrival order; packets due at the same instant in the order
+    they were sent). With ``loss == 0`` and ``jitter_ms == 0`` every packet arrives the instant
+    it is sent.
     """
 
     def __init__(self, loss: float = 0.0, jitter_ms: float = 0.0, seed: int | None = 0) -> None:
@@ -47,7 +41,7 @@ class NetworkSimulator:
         self.loss = float(loss)
         self.jitter_s = float(jitter_ms) / 1000.0
         self._rng = np.random.default_rng(seed)
-        self._in_flight: list[tuple[float, int, Packet]] = []
+        self._in_flight: list[tuple[float, int, bytes]] = []  # (arrival, send order, bytes)
         self.sent = 0
         self.dropped = 0
 
@@ -56,15 +50,15 @@ class NetworkSimulator:
         """True when the network changes anything (loss or jitter)."""
         return self.loss > 0 or self.jitter_s > 0
 
-    def send(self, packet: Packet, now: float) -> None:
+    def send(self, packet: bytes, now: float) -> None:
         self.sent += 1
         if self.loss > 0 and self._rng.random() < self.loss:
             self.dropped += 1
             return
         delay = self._rng.exponential(self.jitter_s) if self.jitter_s > 0 else 0.0
-        heapq.heappush(self._in_flight, (now + delay, packet.seq, packet))
+        heapq.heappush(self._in_flight, (now + delay, self.sent, packet))
 
-    def receive(self, now: float) -> list[Packet]:
+    def receive(self, now: float) -> list[bytes]:
         """Packets whose arrival time is ``<= now``."""
         out = []
         while self._in_flight and self._in_flight[0][0] <= now:
@@ -74,7 +68,7 @@ class NetworkSimulator:
     def next_arrival(self) -> float | None:
         return self._in_flight[0][0] if self._in_flight else None
 
-    def drain(self) -> list[Packet]:
+    def drain(self) -> list[bytes]:
         """Everything still in flight (end of stream: deliver without waiting)."""
         out = [p for _, _, p in sorted(self._in_flight)]
         self._in_flight.clear()
@@ -87,6 +81,8 @@ class JitterBuffer:
     The sender registers every frame with :meth:`expect` (the ideal receiver clock, see the
     module docstring); :meth:`pop_due` returns ``(seq, codes or None)`` for every frame whose
     time has come, in sequence order, ``None`` for a packet that is missing at its playout time.
+    Frames are numbered 0, 1, 2, ... here; :meth:`insert` takes the packet's sequence number
+    as on the wire (mod 2**16) and places it at the nearest frame to the next one to play.
     """
 
     def __init__(self, playout_delay_ms: float = 0.0) -> None:
@@ -102,11 +98,13 @@ class JitterBuffer:
     def expect(self, seq: int, sent: float) -> None:
         self._due[seq] = sent + self.delay_s
 
-    def insert(self, packet: Packet) -> None:
-        if packet.seq < self._next:
+    def insert(self, seq: int, codes: np.ndarray) -> None:
+        """The codes ``[n_q]`` of frame ``seq`` (only ``seq mod 2**16`` counts) have arrived."""
+        ahead = (seq - self._next) % SEQ_MODULUS
+        if ahead >= SEQ_MODULUS // 2:  # behind the next frame to play: too late
             self.late += 1
             return
-        self._packets[packet.seq] = packet.codes
+        self._packets[self._next + ahead] = codes
 
     def next_due(self) -> float | None:
         return self._due.get(self._next)

@@ -1,0 +1,446 @@
+"""The ``.dwc`` file: :class:`Header`, :class:`DwcWriter` (incremental, bounded memory),
+:class:`DwcFile` (parsed file; codes unpacked lazily in blocks), :func:`to_bytes` /
+:func:`from_bytes`, :func:`write_dwc` / :func:`read_dwc` / :func:`read_dwc_from` (numpy only).
+
+The payload is packed as in :mod:`~dwancodec.bitstream.bits`; the byte layout is in
+``docs/bitstream.md``. Every parse error is a :class:`~dwancodec.bitstream.bits.BitstreamError`
+naming the problem; sizes are checked against the actual data before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .bits import (
+    MAX_CODEBOOK_SIZE,
+    BitPacker,
+    BitstreamError,
+    frame_bits,
+    padding_is_zero,
+    payload_bytes,
+    unpack_codes,
+)
+
+MAGIC = b"\x89DWC"
+VERSION = 1
+QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
+
+# Fixed part of the header: magic, version, flags, header_size, sample_rate, source_rate, hop,
+# kind, num_codebooks, n_q, num_levels, codebook_size, num_frames, length, identity length.
+_FIXED = struct.Struct("<4sBBHIIIBBBBIIQB")
+_CRC = struct.Struct("<I")
+MAX_IDENTITY = 255
+MAX_LEVELS = 32
+MAX_HEADER = _FIXED.size + MAX_IDENTITY + 2 * MAX_LEVELS + _CRC.size
+MIN_HEADER = _FIXED.size + 1 + _CRC.size
+MAX_SAMPLE_RATE = 1_000_000
+MAX_HOP = 1 << 20
+CHECK_BLOCK_FRAMES = 4096  # frames unpacked at a time when a whole file is verified
+
+
+def _check_version(version: int) -> None:
+    if version != VERSION:
+        raise BitstreamError(
+            f"unsupported .dwc format version {version} (this dwancodec reads version "
+            f"{VERSION}); a newer dwancodec may read it"
+        )
+
+
+
+# Header ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Header:
+    """What a decoder needs besides the codes. ``length`` is in samples at ``sample_rate``.
+
+    ``model`` is the encoding model's ``Codec.identity()`` (``name@hash`` of config + weights);
+    ``source_rate`` is the rate of the file that was encoded (informational, 0 if unknown);
+    ``levels`` are the FSQ levels (empty for other quantizer kinds).
+    """
+
+    model: str
+    sample_rate: int
+    hop_length: int
+    n_q: int
+    num_codebooks: int
+    codebook_size: int
+    kind: str = "fsq"
+    levels: tuple[int, ...] = ()
+    num_frames: int = 0
+    length: int = 0
+    source_rate: int = 0
+    version: int = field(default=VERSION, compare=False)
+
+    @classmethod
+    def for_codec(cls, codec: Any, n_q: int | None = None, source_rate: int = 0) -> Header:
+        """A header template for ``codec`` (a :class:`~dwancodec.model.Codec`), 0 frames."""
+        q = codec.config.quantizer
+        return cls(
+            model=codec.identity(), sample_rate=int(codec.sample_rate),
+            hop_length=int(codec.hop_length),
+            n_q=int(codec.num_codebooks if n_q is None else n_q),
+            num_codebooks=int(codec.num_codebooks), codebook_size=int(codec.codebook_size),
+            kind=q.kind, levels=tuple(int(v) for v in q.levels) if q.kind == "fsq" else (),
+            source_rate=int(source_rate),
+        )
+
+    # Derived quantities
+    @property
+    def frame_bits(self) -> int:
+        return frame_bits(self.n_q, self.codebook_size)
+
+    @property
+    def payload_bytes(self) -> int:
+        return payload_bytes(self.num_frames, self.n_q, self.codebook_size)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio (the original length, not the frame-padded one)."""
+        return self.length / self.sample_rate
+
+    @property
+    def bitrate(self) -> float:
+        """Information rate of the codes, ``frame_rate * n_q * log2(K)`` bits per second."""
+        return self.frame_rate * self.n_q * math.log2(self.codebook_size)
+
+    @property
+    def packed_bitrate(self) -> float:
+        """Payload rate as stored: ``frame_rate * frame_bits`` bits per second."""
+        return self.frame_rate * self.frame_bits
+
+    @property
+    def header_size(self) -> int:
+        return _FIXED.size + len(self.model.encode()) + 2 * len(self.levels) + _CRC.size
+
+    @property
+    def file_size(self) -> int:
+        """Total bytes of the ``.dwc`` file: header + payload + payload CRC."""
+        return self.header_size + self.payload_bytes + _CRC.size
+
+    def validate(self) -> None:
+        """Raise :class:`BitstreamError` if any field is out of range or inconsistent."""
+        def bad(msg: str) -> BitstreamError:
+            return BitstreamError(f"invalid .dwc header: {msg}")
+
+        _check_version(self.version)
+        try:
+            ident = self.model.encode("ascii")
+        except UnicodeEncodeError:
+            raise bad("model identity is not ASCII") from None
+        if not 1 <= len(ident) <= MAX_IDENTITY or not self.model.isprintable():
+            raise bad(f"model identity must be 1-{MAX_IDENTITY} printable characters")
+        if not 1 <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise bad(f"sample rate {self.sample_rate} Hz is out of range")
+        if not 0 <= self.source_rate <= 10 * MAX_SAMPLE_RATE:
+            raise bad(f"source sample rate {self.source_rate} Hz is out of range")
+        if not 1 <= self.hop_length <= MAX_HOP:
+            raise bad(f"hop length {self.hop_length} is out of range")
+        if self.kind not in QUANTIZER_KINDS:
+            raise bad(f"unknown quantizer kind {self.kind!r}")
+        if not 1 <= self.num_codebooks <= 255:
+            raise bad(f"number of codebooks {self.num_codebooks} is out of range")
+        if not 1 <= self.n_q <= self.num_codebooks:
+            raise bad(f"n_q {self.n_q} is not in [1, {self.num_codebooks}]")
+        if not 2 <= self.codebook_size <= MAX_CODEBOOK_SIZE:
+            raise bad(f"codebook size {self.codebook_size} is out of range")
+        if len(self.levels) > MAX_LEVELS:
+            raise bad(f"{len(self.levels)} FSQ levels (at most {MAX_LEVELS})")
+        if self.levels and (any(not 2 <= v <= 65535 for v in self.levels)
+                            or math.prod(self.levels) != self.codebook_size):
+            raise bad(f"FSQ levels {self.levels} do not multiply to the codebook size "
+                      f"{self.codebook_size}")
+        if (self.kind == "fsq") != bool(self.levels):
+            raise bad("FSQ levels must be given exactly for kind 'fsq'")
+        if not 0 <= self.num_frames < 1 << 32:
+            raise bad(f"number of frames {self.num_frames} is out of range")
+        lo = (self.num_frames - 1) * self.hop_length + 1 if self.num_frames else 0
+        hi = self.num_frames * self.hop_length
+        if not lo <= self.length <= hi:
+            raise bad(f"original length {self.length} samples does not fit {self.num_frames} "
+                      f"frames of {self.hop_length} (expected {lo}..{hi})")
+
+    def pack(self) -> bytes:
+        """Header bytes, ending with the CRC32 of everything before it."""
+        self.validate()
+        ident = self.model.encode("ascii")
+        body = _FIXED.pack(
+            MAGIC, self.version, 0, self.header_size, self.sample_rate, self.source_rate,
+            self.hop_length, QUANTIZER_KINDS.index(self.kind), self.num_codebooks, self.n_q,
+            len(self.levels), self.codebook_size, self.num_frames, self.length, len(ident),
+        ) + ident + struct.pack(f"<{len(self.levels)}H", *self.levels)
+        return body + _CRC.pack(zlib.crc32(body))
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Header:
+        """Parse a header from the start of ``data`` (which may hold more bytes after it)."""
+        if len(data) < 4 or data[:4] != MAGIC:
+            audio = bytes(data[:4]) in (b"RIFF", b"fLaC", b"OggS", b"ID3\x03", b"ID3\x04",
+                                        b"FORM", b"RF64")
+            hint = "; it looks like an audio file (dwancodec encode makes a .dwc)" if audio else ""
+            raise BitstreamError(
+                f"not a .dwc file (magic {bytes(data[:4])!r}, expected {MAGIC!r}){hint}"
+            )
+        if len(data) < _FIXED.size:
+            raise BitstreamError(f"truncated .dwc file: {len(data)} bytes, shorter than the "
+                                 f"{_FIXED.size}-byte header")
+        (_, version, flags, size, rate, src_rate, hop, kind, n_cb, n_q, n_levels, k, frames,
+         length, n_ident) = _FIXED.unpack_from(data)
+        _check_version(version)
+        expected = _FIXED.size + n_ident + 2 * n_levels + _CRC.size
+        if size != expected or not MIN_HEADER <= size <= MAX_HEADER:
+            raise BitstreamError(f"corrupt .dwc header: header size field {size} does not match "
+                                 f"its contents ({expected} bytes)")
+        if len(data) < size:
+            raise BitstreamError(f"truncated .dwc file: {len(data)} bytes, header needs {size}")
+        (crc,) = _CRC.unpack_from(data, size - _CRC.size)
+        if zlib.crc32(data[: size - _CRC.size]) != crc:
+            raise BitstreamError("corrupt .dwc header: checksum mismatch")
+        if flags:
+            raise BitstreamError(f"unsupported .dwc header flags 0x{flags:02x}")
+        if kind >= len(QUANTIZER_KINDS):
+            raise BitstreamError(f"corrupt .dwc header: unknown quantizer kind {kind}")
+        try:
+            ident = bytes(data[_FIXED.size: _FIXED.size + n_ident]).decode("ascii")
+        except UnicodeDecodeError:
+            raise BitstreamError("corrupt .dwc header: model identity is not ASCII") from None
+        levels = struct.unpack_from(f"<{n_levels}H", data, _FIXED.size + n_ident)
+        header = cls(model=ident, sample_rate=rate, hop_length=hop, n_q=n_q,
+                     num_codebooks=n_cb, codebook_size=k, kind=QUANTIZER_KINDS[kind],
+                     levels=tuple(levels), num_frames=frames, length=length,
+                     source_rate=src_rate)
+        header.validate()
+        return header
+
+    def check_model(self, codec: Any) -> None:
+        """Raise :class:`BitstreamError` unless ``codec`` is the model that wrote this stream."""
+        mine = Header.for_codec(codec, min(self.n_q, codec.num_codebooks))
+        diffs = [f"{name} {getattr(self, name)} (model: {getattr(mine, name)})"
+                 for name in ("sample_rate", "hop_length", "num_codebooks", "codebook_size",
+                              "kind", "levels")
+                 if getattr(self, name) != getattr(mine, name)]
+        if diffs or self.model != mine.model:
+            detail = f"; differences: {', '.join(diffs)}" if diffs else ""
+            raise BitstreamError(
+                f"the stream was encoded with model {self.model}, but the loaded model is "
+                f"{mine.model}{detail}; decode with the same model bundle (--model)"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "format_version": self.version, "model": self.model,
+            "sample_rate": self.sample_rate, "source_rate": self.source_rate,
+            "hop_length": self.hop_length, "frame_rate": self.frame_rate,
+            "quantizer": self.kind, "levels": list(self.levels),
+            "codebook_size": self.codebook_size, "n_q": self.n_q,
+            "num_codebooks": self.num_codebooks, "num_frames": self.num_frames,
+            "length_samples": self.length, "duration_s": self.duration,
+            "frame_bits": self.frame_bits, "bitrate_bps": self.bitrate,
+            "packed_bitrate_bps": self.packed_bitrate, "header_bytes": self.header_size,
+            "payload_bytes": self.payload_bytes, "file_bytes": self.file_size,
+        }
+
+
+# Files ----------------------------------------------------------------------------------------
+def _check_size(header: Header, size: int, name: str = "", extra_known: bool = True) -> None:
+    """A stream of ``size`` bytes must be exactly the file ``header`` announces (``name``, if
+    given, goes into the message; ``extra_known=False``: only one byte past the end was read)."""
+    where = f" {name}" if name else ""
+    if size < header.file_size:
+        raise BitstreamError(f"truncated .dwc file{where}: {size} bytes, the header announces "
+                             f"{header.file_size} ({header.num_frames} frames)")
+    if size > header.file_size:
+        extra = f"{size - header.file_size} " if extra_known else ""
+        raise BitstreamError(f"corrupt .dwc file{where}: {extra}unexpected bytes after the end "
+                             f"of the stream ({header.num_frames} frames)")
+
+
+class DwcWriter:
+    """Write a ``.dwc`` stream incrementally to a seekable binary file.
+
+    ``header`` is a template (``num_frames``/``length`` are filled in by :meth:`finish`)::
+
+        with open(path, "wb") as f:
+            w = DwcWriter(f, Header.for_codec(codec, n_q))
+            for codes in blocks:            # [n_q, f] each
+                w.write(codes)
+            w.finish(length=num_samples)    # rewrites the header in place
+    """
+
+    def __init__(self, file: BinaryIO, header: Header) -> None:
+        if not file.seekable():
+            raise ValueError("DwcWriter needs a seekable file (the header is rewritten at the "
+                             "end)")
+        self.file = file
+        self.header = replace(header, num_frames=0, length=0)
+        self.header.validate()
+        self._start = file.tell()
+        self._packer = BitPacker(header.n_q, header.codebook_size)
+        self._crc = 0
+        self._finished = False
+        file.write(self.header.pack())
+
+    @property
+    def num_frames(self) -> int:
+        return self._packer.num_frames
+
+    def _emit(self, data: bytes) -> None:
+        self._crc = zlib.crc32(data, self._crc)
+        self.file.write(data)
+
+    def write(self, codes: np.ndarray) -> None:
+        """Append frames ``[n_q, f]``."""
+        if self._finished:
+            raise ValueError("DwcWriter is finished")
+        self._emit(self._packer.push(codes))
+
+    def finish(self, length: int | None = None) -> Header:
+        """Write the trailer and the final header; ``length`` defaults to ``frames * hop``."""
+        n = self.num_frames
+        length = n * self.header.hop_length if length is None else int(length)
+        final = replace(self.header, num_frames=n, length=length)
+        final.validate()
+        self._emit(self._packer.flush())
+        self.file.write(_CRC.pack(self._crc))
+        end = self.file.tell()
+        self.file.seek(self._start)
+        self.file.write(final.pack())
+        self.file.seek(end)
+        self._finished = True
+        self.header = final
+        return final
+
+
+@dataclass(frozen=True)
+class DwcFile:
+    """A parsed ``.dwc`` file: header, both checksums, padding and every frame value verified
+    (:meth:`parse`). Codes are unpacked on demand."""
+
+    header: Header
+    payload: bytes
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview) -> DwcFile:
+        """Validate ``data`` completely (header, sizes, both checksums, padding bits, every
+        frame a valid code combination) before returning."""
+        data = bytes(data)
+        header = Header.unpack(data)
+        _check_size(header, len(data))
+        expected = header.file_size
+        payload = data[header.header_size: expected - _CRC.size]
+        (crc,) = _CRC.unpack_from(data, expected - _CRC.size)
+        if zlib.crc32(payload) != crc:
+            raise BitstreamError("corrupt .dwc file: payload checksum mismatch")
+        if not padding_is_zero(payload, header.num_frames, header.n_q, header.codebook_size):
+            raise BitstreamError("corrupt .dwc file: non-zero padding bits")
+        for start in range(0, header.num_frames, CHECK_BLOCK_FRAMES):  # every frame value
+            unpack_codes(payload, header.n_q, header.codebook_size,
+                         min(CHECK_BLOCK_FRAMES, header.num_frames - start), start)
+        return cls(header, payload)
+
+    def codes(self) -> np.ndarray:
+        """All codes ``[n_q, num_frames]`` int64."""
+        h = self.header
+        return unpack_codes(self.payload, h.n_q, h.codebook_size, h.num_frames)
+
+    def iter_codes(self, block_frames: int = 500) -> Iterator[np.ndarray]:
+        """Codes in blocks of ``block_frames`` frames, ``[n_q, f]`` each."""
+        if block_frames < 1:
+            raise ValueError("block_frames must be >= 1")
+        h = self.header
+        for start in range(0, h.num_frames, block_frames):
+            n = min(block_frames, h.num_frames - start)
+            yield unpack_codes(self.payload, h.n_q, h.codebook_size, n, start)
+
+
+def to_bytes(header: Header, codes: np.ndarray, length: int | None = None) -> bytes:
+    """A complete ``.dwc`` file in memory for codes ``[n_q, F]`` (``header`` is a template)."""
+    buf = io.BytesIO()
+    w = DwcWriter(buf, header)
+    w.write(codes)
+    w.finish(length)
+    return buf.getvalue()
+
+
+def from_bytes(data: bytes | bytearray | memoryview) -> tuple[Header, np.ndarray]:
+    """Parse a complete ``.dwc`` file: ``(header, codes [n_q, F])``."""
+    f = DwcFile.parse(data)
+    return f.header, f.codes()
+
+
+def write_dwc(path: str | Path, header: Header, codes: np.ndarray,
+              length: int | None = None) -> Header:
+    """Write codes ``[n_q, F]`` to ``path``; returns the final header."""
+    with open(path, "wb") as f:
+        w = DwcWriter(f, header)
+        w.write(codes)
+        return w.finish(length)
+
+
+def read_dwc(path: str | Path) -> DwcFile:
+    """Read and verify a ``.dwc`` file. The size announced by the header is checked against the
+    file size before the payload is read, so a corrupt header never causes a big allocation."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file: {p}")
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a directory, not a .dwc file")
+    size = os.path.getsize(p)
+    with open(p, "rb") as f:
+        head = f.read(MAX_HEADER)
+        try:
+            header = Header.unpack(head)
+        except BitstreamError as e:
+            raise BitstreamError(f"{p}: {e}") from None
+        _check_size(header, size, str(p))
+        f.seek(0)
+        data = f.read()
+    try:
+        return DwcFile.parse(data)
+    except BitstreamError as e:
+        raise BitstreamError(f"{p}: {e}") from None
+
+
+def _read_up_to(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes from ``f``, fewer only at end of file (a pipe returns short reads)."""
+    parts, got = [], 0
+    while got < n:
+        b = f.read(n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def read_dwc_from(f: BinaryIO, name: str = "stdin") -> DwcFile:
+    """Read and verify a ``.dwc`` stream from a binary file object (a pipe: not seekable).
+
+    As with :func:`read_dwc`, the header is parsed first and no more bytes than it announces
+    are read (one more, to detect trailing data), so a corrupt header never causes a big
+    allocation; ``name`` is used in messages.
+    """
+    head = _read_up_to(f, MAX_HEADER)
+    try:
+        header = Header.unpack(head)
+    except BitstreamError as e:
+        raise BitstreamError(f"{name}: {e}") from None
+    rest = _read_up_to(f, max(0, header.file_size - len(head)) + 1)
+    data = head + rest
+    _check_size(header, len(data), name, extra_known=False)
+    try:
+        return DwcFile.parse(data)
+    except BitstreamError as e:
+        raise BitstreamError(f"{name}: {e}") from None
