@@ -112,11 +112,14 @@ def test_blind_share_is_what_the_overlap_add_carries(hop: int, n_fft: int, h: in
 
 
 def test_model_reports_blind_share() -> None:
-    assert get_config("default").decoder.n_fft == 320
+    assert get_config("default").decoder.n_fft == 160  # the 10 ms window since issue 12
     default = Codec(get_config("default"))
-    short = Codec(get_config("default").replace(**{"decoder.n_fft": 160}))
-    assert default.blind_share == pytest.approx(0.377, abs=1e-3)
-    assert short.blind_share == pytest.approx(0.127, abs=1e-3)
+    v1_head = Codec(get_config("default").replace(**{"decoder.n_fft": 320}))
+    lowlat = Codec(get_config("lowlatency"))
+    assert default.blind_share == pytest.approx(0.127, abs=1e-3)
+    assert v1_head.blind_share == pytest.approx(0.377, abs=1e-3)
+    assert lowlat.blind_share == pytest.approx(0.128, abs=1e-3)
+    assert (default.latency_ms, lowlat.latency_ms) == (20.0, 10.0)
     assert default.describe()["blind_share"] == round(default.blind_share, 4)
 
 

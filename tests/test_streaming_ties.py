@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from dwancodec.bundled import default_model_dir
 from dwancodec.model import Codec
 from dwancodec.quantization.fsq import FSQ
+from dwancodec.quantization.residual import TIE_MARGIN
 from dwancodec.streaming import StreamingEncoder
 
-TIE = 1e-3  # a hundred times the float32 disagreement of chunked vs whole convolutions
+TIE = TIE_MARGIN  # a hundred times the float32 disagreement of chunked vs whole convolutions
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from ..model import Codec
+from ..runtime.onnx_codec import file_sha256
 from ..streaming.state import StateSpec
 from .graphs import (
     FOLDED_TABLE_MAX_BYTES,
@@ -288,11 +289,6 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
 
     sidecar = build_sidecar(codec, model, graphs, frames_per_step=k, encoder_n_q=enc_n_q,
                             opset=opset, exporter=exporter, folded_dequantizer=fold)
-    if verify:  # against the codec as torch runs it (no table decode)
-        report = verify_export(prepare_for_export(codec, tabulate=False), out, sidecar)
-        sidecar["verification"] = report
-        say("verified against torch: " + ", ".join(f"{g} max|diff| {v['max_abs_diff']:.2e}"
-                                                   for g, v in report.items()))
     if optimize if try_offline is None else try_offline:
         for name in ("encoder_step", "decoder_step"):
             res = optimize_offline(out / graphs[name]["file"])
@@ -301,6 +297,15 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
             say(f"{name}: offline optimization {res['step_us_plain']:.0f} us -> "
                 f"{res['step_us_optimized']:.0f} us per call, "
                 f"{'kept' if res['kept'] else 'not kept (no measurable gain)'}")
+    if verify:  # the files the runtime opens, against the codec as torch runs it
+        report = verify_export(prepare_for_export(codec, tabulate=False), out, sidecar)
+        sidecar["verification"] = report
+        say("verified against torch: " + ", ".join(
+            f"{g} max|diff| {v['max_abs_diff']:.2e}, {v['code_mismatches']} code(s) at ties"
+            for g, v in report.items()))
+        for g in graphs.values():  # the runtime opens a graph only if it is the verified one
+            f = g.get("optimized") or g["file"]
+            g["sha256"] = {f: file_sha256(out / f)}
     (out / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
     if int8:
         from .quantize import add_int8_variant

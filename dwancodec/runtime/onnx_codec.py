@@ -9,6 +9,7 @@ nothing: the state written by one call is the input of the next.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -159,6 +160,23 @@ def _check_sidecar(meta: dict[str, Any], path: Path) -> None:
             if not isinstance(v, str) or not _plain_file_name(v):
                 raise bad(f"graphs.{name}.{field} must be the name of an .onnx file in the "
                           f"folder, got {v!r:.80}")
+        sums = g.get("sha256")
+        if sums is not None and (not isinstance(sums, dict) or len(sums) > 4 or any(
+                not isinstance(f, str) or not _plain_file_name(f) or not isinstance(h, str)
+                or len(h) != 64 or any(c not in "0123456789abcdef" for c in h)
+                for f, h in sums.items())):
+            raise bad(f"graphs.{name}.sha256 must map .onnx file names in the folder to "
+                      f"hex SHA-256 digests, got {sums!r:.80}")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks): the sidecar records it for every graph
+    file that export verified, and the runtime opens a graph only if it matches."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _plain_file_name(name: str) -> bool:
@@ -313,6 +331,13 @@ class OnnxCodec:
             root = self.directory.resolve()
             if not path.resolve().is_relative_to(root) or not path.resolve().is_file():
                 raise ValueError(f"graph file {path} is not a file inside {root}")
+            want = (g.get("sha256") or {}).get(path.name)
+            if g.get("sha256") and want is None:
+                raise ValueError(f"{path.name} is not among the files export verified for "
+                                 f"{name} ({', '.join(sorted(g['sha256']))}): re-export")
+            if want is not None and file_sha256(path) != want:
+                raise ValueError(f"{path} is not the file that export verified (its SHA-256 "
+                                 f"differs from {SIDECAR}'s): re-export the model")
             try:
                 sess = ort.InferenceSession(str(path), self.options,
                                             providers=["CPUExecutionProvider"])
