@@ -3,6 +3,7 @@
 # 5 % at step 30000, batch 8 x 1 s, seed 0, one thread), so each curve can be read against
 # default-v1's at the same step and against the others at the same CPU time.
 #   bash recipes/scratch.sh VARIANT [MAX_MINUTES]   (from the repo root, venv active)
+# GAN_START=N starts the GAN of head160-phase-gan at step N (default 4000).
 # STEPS=N ends the cosine at step N instead of 30000 (a run that must anneal within a budget);
 # INIT=BUNDLE starts from a bundle's weights (tensors of another shape, e.g. a new head, keep
 # their initialisation); NAME= names the run folder (default scratch-VARIANT).
@@ -23,12 +24,17 @@ V1='"waveform_l1": 0, "stft": 1, "mel": 15, "complex_stft": 0, "phase_ip": 0, "p
 PHASE='"waveform_l1": 10, "complex_stft": 15, "phase_ip": 1, "phase_gd": 1, "phase_iaf": 1'
 model='{}'
 weights="{$V1}"
+gan=(--set gan_start_step=1000000000)
 case $variant in
     base) ;;                                          # default-v1's recipe on today's data
     head160-phase) weights="{$V1, $PHASE}"            # 10 ms window (blind 12.7 %) + phase losses
                    model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
     phase) weights="{$V1, $PHASE}" ;;                 # phase losses on the 20 ms window
     head160) model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
+    head160-phase-gan) weights="{$V1, $PHASE}"        # + the cheap 1-D STFT GAN (0.5 s crops)
+                       model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}'
+                       gan=(--set "gan_start_step=${GAN_START:-4000}" --set discriminators=stft1d
+                            --set disc_segment_seconds=0.5) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 exec dwancodec train \
@@ -37,6 +43,6 @@ exec dwancodec train \
     --val-data-path "$D/val-16k" --experiment-name "$name" \
     --save "$runs/$name" --batch-size 8 --segment-seconds 1.0 \
     --max-steps "$steps" --num-workers 0 --threads 1 --log csv --resume --quiet \
-    --set gan_start_step=1000000000 --set val_every=1000 --set val_segments=9 \
+    --set val_every=1000 --set val_segments=9 \
     --set val_segment_seconds=4 --set save_every=250 --set "max_minutes=$minutes" \
-    --set "loss_weights=$weights" --set "model_overrides=$model" "${init[@]}"
+    --set "loss_weights=$weights" --set "model_overrides=$model" "${gan[@]}" "${init[@]}"
