@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dwancodec import lengths
 from dwancodec.api import default_model_dir
@@ -90,6 +92,31 @@ def test_torch_and_onnx_sessions_agree() -> None:
     assert (codes["torch"] != codes["onnx"]).mean() < 0.01
     audio = {name: StreamingDecoder(e, 2).push(codes["torch"]) for name, e in eng.items()}
     np.testing.assert_allclose(audio["onnx"], audio["torch"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["torch", "onnx"])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(length=st.integers(1, 700), chunk=st.integers(1, 130), n_q=st.integers(1, 3))
+def test_roundtrip_is_the_live_link_and_equals_the_sessions(name: str, length: int, chunk: int,
+                                                             n_q: int) -> None:
+    """``stream_roundtrip`` (the CLI round trip) runs the live link (packets, receiver, jitter
+    buffer) and gives exactly the codes of the plain sessions, for any chunking, and their
+    audio up to float rounding (the link decodes the frames as they arrive, one call each;
+    the reference decodes all frames in one call)."""
+    from dwancodec.commands.roundtrip import stream_roundtrip
+
+    e = engines()[name]
+    x = (0.3 * np.random.default_rng(length).standard_normal(length)).astype(np.float32)
+    enc = StreamingEncoder(e, 1, n_q=n_q)
+    want_codes = np.concatenate([enc.push(x[None]), enc.flush()], -1)[0]
+    want = np.asarray(StreamingDecoder(e, 1).push(want_codes[None]))[0, :length]
+    got, codes = [], []
+    r = stream_roundtrip(e, [x], n_q, chunk, on_audio=got.append, on_codes=codes.append)
+    np.testing.assert_array_equal(np.concatenate(codes, -1), want_codes)
+    np.testing.assert_allclose(np.concatenate(got), want, atol=1e-5, rtol=0)
+    assert r.num_samples == length and r.num_frames == want_codes.shape[-1]
+    assert r.packets["sent"] == r.packets["received"] == want_codes.shape[-1]
+    assert r.packets["lost"] == r.packets["corrupt"] == 0
 
 
 def test_as_engine_and_result_types() -> None:

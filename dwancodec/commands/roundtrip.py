@@ -1,8 +1,8 @@
 """``dwancodec roundtrip``: audio -> streaming encoder -> packets -> streaming decoder -> audio.
 
-:func:`stream_roundtrip` runs the live path as a sender and receiver would (the bitstream's
-:class:`~dwancodec.bitstream.PacketSender` and :class:`~dwancodec.bitstream.PacketReceiver`,
-one frame per packet) and measures it (:class:`RoundtripResult`); usable from Python.
+:func:`stream_roundtrip` runs the live link (:class:`~dwancodec.live.link.CodecLink`, the code
+``dwancodec live`` runs between its audio devices) on a perfect network, in simulated time, and
+measures it (:class:`RoundtripResult`); usable from Python.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio import AudioError, AudioWriter, check_output_path, probe_audio, stream_audio
-from ..bitstream import PACKET_OVERHEAD, PacketReceiver, PacketSender
-from ..engine import Engine, StreamingDecoder, StreamingEncoder, as_engine
+from ..bitstream import PACKET_OVERHEAD
+from ..engine import Engine, as_engine
+from ..live.backends import EngineBackend
+from ..live.link import CodecLink
+from ..live.network import NetworkSimulator
 from .common import (
     BLOCK_SECONDS,
     SCORES,
     Progress,
-    as_numpy,
     choose_n_q,
     compute_scores,
     engine_from_args,
@@ -89,92 +91,108 @@ class RoundtripResult:
         return self.cpu_s / max(self.duration, 1e-9)
 
 
+class _CountingNetwork(NetworkSimulator):
+    """A perfect network that counts the bytes it carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def send(self, packet: bytes, now: float) -> None:
+        self.bytes += len(packet)
+        super().send(packet, now)
+
+
+class _TappedBackend(EngineBackend):
+    """The link's backend, handing ``on_codes`` every code block the decoder receives."""
+
+    def __init__(self, engine: Engine, n_q: int,
+                 on_codes: Callable[[np.ndarray], None] | None) -> None:
+        super().__init__(engine, n_q)
+        self._on_codes = on_codes
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        if self._on_codes is not None:
+            self._on_codes(np.asarray(codes))
+        return super().decode(codes)
+
+
 def stream_roundtrip(codec: Codec | Engine, blocks: Iterable[np.ndarray], n_q: int | None = None,
                      chunk_samples: int | None = None,
                      on_audio: Callable[[np.ndarray], None] | None = None,
                      on_codes: Callable[[np.ndarray], None] | None = None,
                      on_input: Callable[[np.ndarray], None] | None = None) -> RoundtripResult:
-    """Live-path simulation: audio chunks -> StreamingEncoder -> packets (one per frame) ->
-    PacketReceiver -> StreamingDecoder -> audio, as a sender and receiver would run it (the
-    frames that arrive for one input chunk go to the decoder in one call).
+    """The live path on a perfect network: audio chunks -> the live link
+    (:class:`~dwancodec.live.link.CodecLink`: StreamingEncoder -> bitstream packets, one per
+    frame -> PacketReceiver -> jitter buffer -> StreamingDecoder) -> audio, in simulated time
+    (the audio clock), so the CLI round trip and ``dwancodec live`` run the same code.
 
     ``codec``: a torch :class:`~dwancodec.model.Codec` or any :class:`~dwancodec.engine.Engine`
     (ONNX Runtime: the CLI default). ``blocks``: mono float32 arrays at ``codec.sample_rate``;
-    ``chunk_samples``: size of the
-    pieces pushed into the encoder (default one hop). ``on_audio`` receives the decoded audio
-    (trimmed to the input length), ``on_codes`` the codes ``[n_q, f]`` as they come out of the
-    receiver, ``on_input`` the input chunks.
+    ``chunk_samples``: size of the pieces pushed into the encoder (default one hop).
+    ``on_audio`` receives the decoded audio (trimmed to the input length), ``on_codes`` the
+    codes ``[n_q, f]`` as the decoder receives them, ``on_input`` the input chunks.
     """
     engine = as_engine(codec)
     n_q = choose_n_q(engine, n_q)
     chunk = chunk_samples or engine.hop_length
     if chunk < 1:
         raise ValueError(f"chunk size must be at least 1 sample, got {chunk}")
-    enc, dec = StreamingEncoder(engine, 1, n_q), StreamingDecoder(engine, 1)
-    sender = PacketSender(engine.codebook_size, frames_per_packet=1)
-    receiver = PacketReceiver(engine.codebook_size, engine.num_codebooks)
-    length = frames = emitted = packet_bytes = sent = 0
+    network = _CountingNetwork()
+    numpy_output = getattr(engine, "numpy_output", None)
+    try:  # the link's backend switches the engine to numpy output; the caller's stays as it was
+        link = CodecLink(_TappedBackend(engine, n_q, on_codes), network)
+        return _run_link(link, network, engine, n_q, blocks, chunk, on_audio, on_input)
+    finally:
+        if numpy_output is not None:
+            engine.numpy_output = numpy_output  # type: ignore[attr-defined]
+
+
+def _run_link(link: CodecLink, network: _CountingNetwork, engine: Engine, n_q: int,
+              blocks: Iterable[np.ndarray], chunk: int,
+              on_audio: Callable[[np.ndarray], None] | None,
+              on_input: Callable[[np.ndarray], None] | None) -> RoundtripResult:
+    sr = engine.sample_rate
+    length = emitted = 0
     compute = cpu = 0.0
     t_wall = time.perf_counter()
 
-    def clock() -> tuple[float, float]:
-        return time.perf_counter(), time.process_time()
-
-    def spent(t0: tuple[float, float]) -> None:
-        nonlocal compute, cpu
-        compute += time.perf_counter() - t0[0]
-        cpu += time.process_time() - t0[1]
-
-    def through(codes: Any) -> None:
-        """Sender -> packets -> receiver -> one decoder call for the frames that arrived."""
-        nonlocal frames, emitted, packet_bytes, sent
-        t0 = clock()
-        packets = sender.push(as_numpy(codes[0]))
-        arrived = []
-        for pkt in packets:
-            got = receiver.receive(pkt)
-            if got.codes is None or got.status != "ok":  # cannot happen on a lossless link
-                raise RuntimeError(f"packet {got.seq}: {got.status} {got.error or ''}")
-            arrived.append(got.codes)
-        if not arrived:
-            spent(t0)
-            return
-        got_codes = np.concatenate(arrived, axis=1)
-        pcm = as_numpy(dec.push(got_codes[None])[0])
-        spent(t0)
-        sent += len(packets)
-        packet_bytes += sum(len(p) for p in packets)
-        frames += got_codes.shape[1]
-        if on_codes is not None:
-            on_codes(got_codes)
+    def emit(pcm: np.ndarray) -> None:
+        nonlocal emitted
         pcm = pcm[: max(0, length - emitted)]
         emitted += pcm.size
         if on_audio is not None and pcm.size:
             on_audio(pcm)
 
+    def timed(step: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+        nonlocal compute, cpu
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = step(*args)
+        compute += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        return out
+
     for piece in _rechunk(blocks, chunk):
         length += piece.size
         if on_input is not None:
             on_input(piece)
-        t0 = clock()
-        codes = enc.push(np.ascontiguousarray(piece)[None])
-        spent(t0)
-        through(codes)
+        now = length / sr  # the audio clock: the piece has just been captured
+        emit(timed(link.push, np.ascontiguousarray(piece), now))
     if length == 0:
         raise AudioError("the input contains no audio samples")
-    t0 = clock()
-    codes = enc.flush()
-    spent(t0)
-    through(codes)
-    duration = length / engine.sample_rate
+    emit(timed(link.finish, length / sr))
+    if link.counters.frames_concealed:  # cannot happen on a lossless link
+        raise RuntimeError(f"{link.counters.frames_concealed} frames were concealed on a "
+                           "lossless link")
+    duration = length / sr
     h = engine_header(engine, n_q)
-    s = receiver.stats
+    s = link.receiver.stats
     return RoundtripResult(
-        n_q=n_q, num_samples=length, num_frames=frames, sample_rate=engine.sample_rate,
-        bitrate_bps=h.bitrate, packed_bitrate_bps=h.packed_bitrate,
-        packet_bitrate_bps=packet_bytes * 8 / duration, latency_ms=engine.latency_ms,
+        n_q=n_q, num_samples=length, num_frames=link.counters.frames_played,
+        sample_rate=sr, bitrate_bps=h.bitrate, packed_bitrate_bps=h.packed_bitrate,
+        packet_bitrate_bps=network.bytes * 8 / duration, latency_ms=engine.latency_ms,
         compute_s=compute, cpu_s=cpu, wall_s=time.perf_counter() - t_wall,
-        packets={"sent": sent, "received": s.received,
+        packets={"sent": network.sent, "received": s.received,
                  "lost": s.lost, "reordered": s.reordered, "corrupt": s.corrupt},
     )
 
