@@ -5,6 +5,7 @@ Usage::
     python benchmarks/latency.py                       # named configs + shipped model, live runs
     python benchmarks/latency.py --model BUNDLE --clip tests/data/speech_en.flac --duration 4
     python benchmarks/latency.py --no-live             # algorithmic part only (a few seconds)
+    python benchmarks/latency.py --backend onnx --configs ""   # one backend, live rows only
 
 1. Algorithmic latency: for each named config (random weights, seed 0) and the model bundle,
    samples are pushed ONE AT A TIME through ``StreamingEncoder -> StreamingDecoder``; output
@@ -21,6 +22,10 @@ Usage::
      speaker; the server's own recording of both ([mic, speaker] on one clock) gives an
      independent figure (lag of the best envelope cross-correlation). Skipped, with the reason,
      when pulseaudio/pactl/pacat or PortAudio are missing.
+   Each row runs with ``dwancodec live``'s defaults (``--block-ms 2.5``, devices at the model's
+   rate, ``--prefill-ms 10``) for each ``--backend`` (default: onnx and torch), and the
+   latency budget ``dwancodec live`` measures (where each row's time goes, in path order;
+   ``dwancodec/live/engine.py: BUDGET_PARTS``) is tabled below the rows.
 """
 
 from __future__ import annotations
@@ -111,10 +116,15 @@ def _live(args: list[str], env: dict[str, str], stats: Path, timeout: float
 
 def _summary(s: dict[str, Any]) -> dict[str, Any]:
     lat = s["latency_ms"]
-    return {"median_ms": lat["median"], "p95_ms": lat["p95"], "min_ms": lat["min"],
+    return {"backend": s.get("backend"), "median_ms": lat["median"],
+            "mean_ms": lat.get("mean"), "p95_ms": lat["p95"], "min_ms": lat["min"],
             "max_ms": lat["max"], "count": lat["count"],
             "algorithmic_ms": s["algorithmic_latency_ms"], "block_ms": s.get("block_ms"),
-            "underruns": s.get("underruns"), "overruns": s.get("overruns")}
+            "prefill_ms": s.get("prefill_ms"), "input_rate": s.get("input_rate"),
+            "output_rate": s.get("output_rate"),
+            "compute_ms_per_frame": s.get("compute_ms_per_frame"),
+            "underruns": s.get("underruns"), "overruns": s.get("overruns"),
+            "budget_ms": s.get("latency_budget_ms") or {}}
 
 
 def _envelope_lag_ms(a: Any, b: Any, rate: int, max_ms: float = 1000.0) -> float | None:
@@ -141,7 +151,13 @@ def _envelope_lag_ms(a: Any, b: Any, rate: int, max_ms: float = 1000.0) -> float
     return 5.0 * lag_best
 
 
-def live_latency(model: str | None, clip: Path, duration: float, backend: str,
+def live_latency(model: str | None, clip: Path, duration: float, backends: list[str],
+                 onnx_dir: str | None) -> list[dict[str, Any]]:
+    """:func:`backend_rows` for each backend."""
+    return [r for b in backends for r in backend_rows(model, clip, duration, b, onnx_dir)]
+
+
+def backend_rows(model: str | None, clip: Path, duration: float, backend: str,
                  onnx_dir: str | None) -> list[dict[str, Any]]:
     """End-to-end rows: file -> no device, and mic -> speaker through a private PulseAudio."""
     rows: list[dict[str, Any]] = []
@@ -160,6 +176,8 @@ def live_latency(model: str | None, clip: Path, duration: float, backend: str,
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             rows.append({"path": "file -> no device", "skipped": str(e)[:300]})
         rows.append(_pulse_row(common, clip, duration, t))
+    for r in rows:
+        r["backend"] = backend
     return rows
 
 
@@ -202,31 +220,71 @@ def _pulse_row(common: list[str], clip: Path, duration: float, tmp: Path) -> dic
 
 
 def report(alg: list[dict[str, Any]], live: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = ["### Algorithmic latency (impulse, pushed one sample at a time)", "",
-             "| model | sample rate | hop | measured | declared (`latency_samples`) | match | "
-             "impulse response aligned |", "|---|---|---|---|---|---|---|"]
+    lines = []
+    if alg:
+        lines += ["### Algorithmic latency (impulse, pushed one sample at a time)", "",
+                  "| model | sample rate | hop | measured | declared (`latency_samples`) | "
+                  "match | impulse response aligned |", "|---|---|---|---|---|---|---|"]
     for r in alg:
         lines.append(f"| {r['model']} | {r['sample_rate']} | {r['hop']} | "
                      f"{r['measured_samples']} samples = {r['measured_ms']:.1f} ms | "
                      f"{r['declared_samples']} = {r['declared_ms']:.1f} ms | "
                      f"{'yes' if r['match'] else 'NO'} | {'yes' if r['aligned'] else 'NO'} |")
     if live:
-        lines += ["", f"### End-to-end live latency (`dwancodec live`, {meta['duration']:g} s of "
-                  f"{meta['clip']}, backend {meta['backend']}, model {meta['model']})", "",
-                  "| path | median | p95 | min-max | algorithmic part | underruns | "
-                  "seen at the audio server |", "|---|---|---|---|---|---|---|"]
+        if lines:
+            lines.append("")
+        lines += [f"### End-to-end live latency (`dwancodec live`, {meta['duration']:g} s of "
+                  f"{meta['clip']}, model {meta['model']})", "",
+                  "| path | backend | median | p95 | min-max | algorithmic part | block | "
+                  "device rates | compute per frame | underruns | seen at the audio server |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in live:
             if "skipped" in r:
-                lines.append(f"| {r['path']} | skipped: {r['skipped']} | | | | | |")
+                lines.append(f"| {r['path']} | {r['backend']} | skipped: {r['skipped']} "
+                             "| | | | | | | | |")
                 continue
             seen = r.get("server_seen_ms")
             seen_s = "" if "server_seen_ms" not in r else (
                 f"{seen:.0f} ms (envelope x-corr, 5 ms steps)" if seen is not None
                 else "no clear correlation")
-            lines.append(f"| {r['path']} | {r['median_ms']:.1f} ms | {r['p95_ms']:.1f} ms | "
-                         f"{r['min_ms']:.0f}-{r['max_ms']:.0f} ms | {r['algorithmic_ms']:.1f} ms"
-                         f" | {r['underruns']} | {seen_s} |")
+            rates = ("-" if r.get("input_rate") is None else
+                     f"{r['input_rate']} / {r['output_rate']} Hz")
+            cpf = r.get("compute_ms_per_frame")
+            lines.append(f"| {r['path']} | {r['backend']} | **{r['median_ms']:.1f} ms** | "
+                         f"{r['p95_ms']:.1f} ms | {r['min_ms']:.0f}-{r['max_ms']:.0f} ms | "
+                         f"{r['algorithmic_ms']:.1f} ms | {r['block_ms']:g} ms | {rates} | "
+                         f"{'-' if cpf is None else f'{cpf:.2f} ms'} | {r['underruns']} | "
+                         f"{seen_s} |")
+        lines += budget_table([r for r in live if "skipped" not in r])
     return "\n".join(lines)
+
+
+def budget_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Where each row's end-to-end latency goes: median / mean ms of each part, the sum of
+    the means against the end-to-end mean (they agree: the parts split each measurement)."""
+    from dwancodec.live.engine import BUDGET_PARTS
+
+    rows = [r for r in rows if r.get("budget_ms")]
+    if not rows:
+        return []
+    short = {"file -> no device": "file", "mic -> speaker (private PulseAudio)": "PulseAudio"}
+    head = [f"{short.get(r['path'], r['path'])}, {r['backend']}" for r in rows]
+    out = ["", "Latency budget (what `dwancodec live` prints; median / mean ms of each part, "
+           "in path order):", "",
+           "| part | " + " | ".join(head) + " |", "|---|" + "---|" * len(rows)]
+    for k, label in BUDGET_PARTS.items():
+        cells = []
+        for r in rows:
+            v = r["budget_ms"].get(k)
+            cells.append("-" if v is None else f"{v['median']:.1f} / {v['mean']:.1f}")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    sums = []
+    for r in rows:
+        total = sum(v["mean"] for v in r["budget_ms"].values() if v)
+        mean = r.get("mean_ms")
+        sums.append(f"{total:.1f} / {'-' if mean is None else f'{mean:.1f}'}")
+    out.append("| sum of the means / end-to-end mean | " + " | ".join(sums) + " |")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,14 +292,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="model bundle (default: the shipped model)")
     p.add_argument("--configs", default="default,lowlatency,24k,tiny")
     p.add_argument("--clip", default=str(CLIP))
-    p.add_argument("--duration", type=float, default=4.0)
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--duration", type=float, default=6.0)
+    p.add_argument("--backend", default="onnx,torch",
+                   help="comma-separated live backends (onnx, torch; default both)")
     p.add_argument("--onnx-dir", default=None)
     p.add_argument("--no-live", action="store_true")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "latency"))
     args = p.parse_args(argv)
     model = args.model or default_bundle()
     clip = Path(args.clip)
+    backends = [b for b in args.backend.split(",") if b]
+    bad = [b for b in backends if b not in ("onnx", "torch")]
+    if bad or not backends:
+        print(f"error: --backend takes onnx and/or torch, got {args.backend!r}", file=sys.stderr)
+        return 2
     if not clip.exists():
         print(f"error: clip not found: {clip}", file=sys.stderr)
         return 2
@@ -255,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 live_model = str(Codec.from_config("default", seed=0).save_pretrained(
                     Path(tmp) / "default-random"))
-            live = live_latency(live_model, clip, args.duration, args.backend, args.onnx_dir)
+            live = live_latency(live_model, clip, args.duration, backends, args.onnx_dir)
     shown = (args.model or model) if model else "config default (random weights)"
     meta = {"model": shown, "clip": clip.name if clip.resolve().is_relative_to(REPO) else
             str(clip), "duration": args.duration, "backend": args.backend}

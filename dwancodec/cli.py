@@ -188,7 +188,17 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-device", default=None,
                    help="output device index or name substring (see --list-devices)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    p.add_argument("--block-ms", type=float, default=20.0, help="audio callback block size")
+    p.add_argument("--block-ms", type=float, default=2.5,
+                   help="audio callback block size (ms; the device buffers are asked for two "
+                        "blocks each side, so smaller is lower latency; default 2.5)")
+    p.add_argument("--device-rate", default="model", metavar="{model,default,HZ}",
+                   help="rate to open the audio devices at: 'model' (default: the model's rate "
+                        "where the device takes it, so nothing is resampled here), 'default' "
+                        "(each device's default rate) or a rate in Hz")
+    p.add_argument("--prefill-ms", type=float, default=None,
+                   help="playback starts this long after the first decoded audio: the slack "
+                        "each frame has for scheduling and compute (default 10, +20 when an "
+                        "LQ-or-better resampler is in the path)")
     p.add_argument("--save-input", default=None, metavar="FILE",
                    help="write what the encoder received (model rate; .wav is 32-bit float)")
     p.add_argument("--save-output", default=None, metavar="FILE",

@@ -72,6 +72,33 @@ def find_device(spec: str | int | None, kind: str) -> dict[str, Any] | None:
     return dict(info)
 
 
+def device_rate(device: dict[str, Any], kind: str, preferred: int | None) -> int:
+    """``preferred`` (the model's rate: no resampler on our side) if the ``kind`` ("input" /
+    "output") device accepts it, else the device's default rate."""
+    default = int(device["default_samplerate"])
+    if preferred is None or preferred == default:
+        return default
+    sd = import_sounddevice()
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    for channels in (1, min(2, int(device[f"max_{kind}_channels"]))):
+        try:
+            check(device["index"], channels=channels, dtype="float32", samplerate=preferred)
+            return int(preferred)
+        except (sd.PortAudioError, ValueError):
+            continue
+    return default
+
+
+def suggested_latency(device: dict[str, Any], kind: str, block_s: float) -> float:
+    """The buffer to ask PortAudio for, in seconds: two blocks (the least a double-buffered
+    host API such as ALSA can run with; it rounds up to whole blocks), but never more than
+    the device's own "low" latency. With ``latency="low"`` ALSA's ``default``/``pulse``
+    device (8.7 ms) keeps 10 ms at 5 ms blocks and 10 ms at 2.5 ms blocks as well; two
+    2.5 ms blocks are 5 ms."""
+    low = float(device.get(f"default_low_{kind}_latency") or 0.0)
+    return min(low, 2.0 * block_s) if low > 0 else 2.0 * block_s
+
+
 class DeviceInput:
     """sounddevice ``InputStream`` feeding :meth:`LiveEngine.input_callback`."""
 
@@ -86,7 +113,10 @@ class DeviceInput:
             self.channels = min(2, int(device["max_input_channels"]))
         self.stream = sd.InputStream(device=device["index"], channels=self.channels,
                                      samplerate=engine.in_rate, blocksize=engine.in_block,
-                                     dtype="float32", latency="low", callback=self._callback)
+                                     dtype="float32",
+                                     latency=suggested_latency(device, "input", engine.in_block
+                                                               / engine.in_rate),
+                                     callback=self._callback)
 
     def _callback(self, indata: np.ndarray, frames: int, t: Any, status: Any) -> None:
         now = time.perf_counter()
@@ -97,7 +127,7 @@ class DeviceInput:
         else:
             adc = now - frames / self.engine.in_rate - self.stream.latency
         block = indata[:, 0] if self.channels == 1 else indata.mean(axis=1)
-        self.engine.input_callback(block, adc)
+        self.engine.input_callback(block, adc, now)
 
     def start(self) -> None:
         self.stream.start()
@@ -121,7 +151,11 @@ class DeviceOutput:
             self.channels = min(2, int(device["max_output_channels"]))
         self.stream = sd.OutputStream(device=device["index"], channels=self.channels,
                                       samplerate=engine.out_rate, blocksize=engine.out_block,
-                                      dtype="float32", latency="low", callback=self._callback)
+                                      dtype="float32",
+                                      latency=suggested_latency(device, "output",
+                                                                engine.out_block
+                                                                / engine.out_rate),
+                                      callback=self._callback)
 
     def _callback(self, outdata: np.ndarray, frames: int, t: Any, status: Any) -> None:
         now = time.perf_counter()
@@ -131,7 +165,7 @@ class DeviceOutput:
             dac = now + (t.outputBufferDacTime - t.currentTime)
         else:
             dac = now + self.stream.latency
-        self.engine.output_callback(outdata, dac)
+        self.engine.output_callback(outdata, dac, now)
 
     def start(self) -> None:
         self.stream.start()
@@ -190,8 +224,8 @@ class FileInput(_Clocked):
         b = self.engine.in_block
         block = self.audio[k * b: (k + 1) * b]
         if len(block):
-            self.engine.input_callback(block, time.perf_counter() - len(block)
-                                       / self.engine.in_rate)
+            now = time.perf_counter()  # the block's last sample was just captured
+            self.engine.input_callback(block, now - len(block) / self.engine.in_rate, now)
         if (k + 1) * b >= len(self.audio):
             self.engine.end_of_input()
             self.done = True
@@ -208,7 +242,8 @@ class NullOutput(_Clocked):
         self._buf = np.zeros(engine.out_block, np.float32)
 
     def tick(self, k: int) -> bool:
-        self.engine.output_callback(self._buf, time.perf_counter())
+        now = time.perf_counter()  # "played" as soon as it is taken
+        self.engine.output_callback(self._buf, now, now)
         return True
 
 
@@ -220,3 +255,4 @@ def load_input_file(path: str | Path) -> tuple[np.ndarray, int]:
     if audio.size == 0:
         raise ValueError(f"{path} contains no audio")
     return audio, rate
+

@@ -20,13 +20,14 @@ from .audio_io import (
     DeviceOutput,
     FileInput,
     NullOutput,
+    device_rate,
     find_device,
     import_sounddevice,
     list_devices,
     load_input_file,
 )
 from .backends import open_backend
-from .engine import LiveEngine
+from .engine import BUDGET_PARTS, LiveEngine
 from .network import NetworkSimulator
 
 NO_INPUT = ("no audio input device found{why}. Connect a microphone (or pick one with "
@@ -48,6 +49,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--duration must be positive, got {args.duration}")
     if not 1.0 <= args.block_ms <= 500.0:
         raise ValueError(f"--block-ms must be in [1, 500], got {args.block_ms}")
+    pf = getattr(args, "prefill_ms", None)
+    if pf is not None and not 0.0 <= pf <= 1000.0:
+        raise ValueError(f"--prefill-ms must be in [0, 1000], got {pf}")
+    _wanted_rate(args, 1)  # --device-rate parses
     jb = getattr(args, "jitter_buffer_ms", None)
     if jb is not None and jb < 0:
         raise ValueError(f"--jitter-buffer-ms must be >= 0, got {jb}")
@@ -56,6 +61,24 @@ def _check_args(args: argparse.Namespace) -> None:
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise FileNotFoundError(f"--{opt.replace('_', '-')}: folder "
                                     f"{Path(path).resolve().parent} does not exist")
+
+
+def _wanted_rate(args: argparse.Namespace, model_rate: int) -> int | None:
+    """``--device-rate``: ``model`` (default) -> the model's rate, ``default`` -> None (each
+    device's default rate), or a number of Hz."""
+    spec = str(getattr(args, "device_rate", None) or "model")
+    if spec == "model":
+        return model_rate
+    if spec == "default":
+        return None
+    try:
+        rate = int(spec)
+    except ValueError:
+        raise ValueError(f"--device-rate must be 'model', 'default' or a rate in Hz, got "
+                         f"{spec!r}") from None
+    if not 1000 <= rate <= 768000:
+        raise ValueError(f"--device-rate must be in [1000, 768000] Hz, got {rate}")
+    return rate
 
 
 def _endpoints(args: argparse.Namespace) -> tuple[Any, int | None, Any]:
@@ -83,7 +106,7 @@ def _endpoints(args: argparse.Namespace) -> tuple[Any, int | None, Any]:
     if out_dev is None:
         _note(args, "no output device: the decoded audio is not played "
                     "(use --save-output FILE to keep it)")
-    return in_dev, int(in_dev["default_samplerate"]), out_dev
+    return in_dev, None, out_dev
 
 
 def _save(path: str, chunks: list[np.ndarray], rate: int) -> None:
@@ -98,6 +121,22 @@ def _save(path: str, chunks: list[np.ndarray], rate: int) -> None:
         save_audio(path, audio, rate)
 
 
+def _budget_lines(stats: dict[str, Any]) -> list[str]:
+    """Where the end-to-end latency goes (measured parts, see LiveEngine.latency_budget)."""
+    budget = stats.get("latency_budget_ms") or {}
+    parts = [(k, v) for k, v in budget.items() if v is not None]
+    if not parts:
+        return []
+    lines = ["  latency budget (measured; median / mean ms):"]
+    for k, v in parts:
+        lines.append(f"    {BUDGET_PARTS[k]:<72} {v['median']:6.1f} / {v['mean']:6.1f}")
+    total = sum(v["mean"] for _, v in parts)
+    lat = stats["latency_ms"]
+    lines.append(f"    {'sum of the parts (mean) | end-to-end mean':<72} {total:6.1f} | "
+                 f"{lat['mean']:.1f}")
+    return lines
+
+
 def _summary(stats: dict[str, Any]) -> str:
     lat = stats["latency_ms"]
     e2e = ("not measured (nothing played)" if lat["median"] is None else
@@ -110,6 +149,7 @@ def _summary(stats: dict[str, Any]) -> str:
         f" devices {stats['input_rate']} Hz in / {stats['output_rate']} Hz out",
         f"  algorithmic latency: {stats['algorithmic_latency_ms']:.1f} ms",
         f"  end-to-end latency:  {e2e}",
+        *_budget_lines(stats),
         f"  compute: {stats['compute_ms_per_frame']:.3f} ms per frame (max call "
         f"{stats['compute_max_ms']:.1f} ms), real-time factor "
         + ("--" if rtf is None else f"{rtf:.3f}"),
@@ -143,11 +183,20 @@ def run(args: argparse.Namespace) -> int:
     if jitter_buffer_ms is None:
         jitter_buffer_ms = 3.0 * args.jitter_ms
     network = NetworkSimulator(args.loss, args.jitter_ms, seed=getattr(args, "seed", 0))
-    out_rate = int(out_dev["default_samplerate"]) if out_dev else backend.sample_rate
-    engine = LiveEngine(backend, in_rate or backend.sample_rate, out_rate,
+    want = _wanted_rate(args, backend.sample_rate)
+    if in_rate is None:  # a device: the model's rate where it takes it (no resampler here)
+        in_rate = device_rate(source, "input", want)
+    out_rate = device_rate(out_dev, "output", want) if out_dev else backend.sample_rate
+    for what, dev, rate in (("input", source if args.input_file is None else None, in_rate),
+                            ("output", out_dev, out_rate)):
+        if dev is not None and want is not None and rate != want:
+            _note(args, f"the {what} device does not take {want} Hz: opened at its default "
+                        f"{rate} Hz (resampled here)")
+    engine = LiveEngine(backend, in_rate, out_rate,
                         block_ms=args.block_ms, network=network,
                         playout_delay_ms=jitter_buffer_ms,
                         resample_quality=getattr(args, "resample_quality", None) or "LQ",
+                        prefill_ms=getattr(args, "prefill_ms", None),
                         keep_input=args.save_input is not None,
                         keep_output=args.save_output is not None)
 
@@ -167,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
                 f"({engine.out_rate} Hz)")
     tty = sys.stderr.isatty()
     interrupted = False
+    # The audio callbacks are Python threads: let them take the GIL from the worker within
+    # 1 ms (the default 5 ms is a whole block, and a late callback is a device xrun).
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, 0.001))
     engine.start()
     started: list[Any] = []
     try:
@@ -202,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         for endpoint in reversed(started):
             endpoint.stop()
         engine.stop()
+        sys.setswitchinterval(switch)
         if tty and not args.quiet:
             print(file=sys.stderr)
 

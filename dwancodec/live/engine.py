@@ -9,8 +9,9 @@ Data path (``r_in``/``r_out``: device rates, ``r_m``: the model's rate)::
 
 The callbacks never wait: the input callback copies its block into a bounded queue (full: the
 block is dropped and counted as an overrun); the output callback copies whatever the FIFO holds
-(short: it plays silence for the rest and counts an underrun). Output starts once the FIFO
-holds ``prefill_ms``; if it ever holds more than ``prefill_ms + max_extra_ms`` (clock drift
+(short: it plays silence for the rest and counts an underrun). Output starts ``prefill_ms``
+after the first decoded audio came out (the slack every later frame has for scheduling and
+compute); if the FIFO ever holds more than a frame + ``prefill_ms + max_extra_ms`` (clock drift
 between the two devices) the excess is dropped and counted as an overrun.
 
 End-to-end latency is measured, not assumed: each input block carries the ADC time of its
@@ -18,7 +19,8 @@ first sample and each output callback the DAC time of the first sample it plays;
 are time-aligned and the codec's decode of sample ``m`` is sample ``m``, so content sample ``c``
 at ``r_out`` is input sample ``c * r_in / r_out``, and latency = DAC(c) - ADC(that sample).
 Everything between (queues, resampler buffering, the frame the encoder waits for, compute,
-jitter buffer, output FIFO, device buffers) is included.
+jitter buffer, output FIFO, device buffers) is included, and :meth:`LiveEngine.latency_budget`
+splits each measurement at the points of the path in between (:data:`BUDGET_PARTS`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from .link import CodecLink
 from .network import NetworkSimulator
 
 RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+# Playback starts this long after the first decoded audio (the slack every later frame has
+# for scheduling and compute before the output callback needs it).
+PREFILL_MARGIN_MS = 10.0
 _EOF = object()
 
 
@@ -54,6 +59,42 @@ class _Resampler:
         if self.passthrough:
             return x
         return self._rs.resample_chunk(np.ascontiguousarray(x, dtype=np.float32), last=last)
+
+
+class _Marks:
+    """When samples passed one point of the path: ``(count, time)`` records, ``count`` being
+    how many samples had passed it by ``time``. :meth:`time_of` answers for increasing
+    sample indices only (it forgets what lies behind)."""
+
+    def __init__(self) -> None:
+        self._recs: deque[tuple[float, float]] = deque()
+        self.count = 0
+
+    def add(self, n: int, t: float) -> None:
+        if n > 0:
+            self.count += n
+            self._recs.append((self.count, t))
+
+    def time_of(self, k: float) -> float | None:
+        """When sample ``k`` (first sample 0; fractional: between two samples) had passed."""
+        recs = self._recs
+        while recs and recs[0][0] <= k:
+            recs.popleft()
+        return recs[0][1] if recs else None
+
+
+# The parts of the end-to-end latency, in path order (see LiveEngine.latency_budget).
+BUDGET_PARTS = {
+    "input_block": "input block: waiting for the rest of the block to be captured",
+    "input_device": "input device: captured -> input callback (PortAudio / host buffers)",
+    "input_queue": "input queue: callback -> worker",
+    "input_resampler": "input resampler (soxr) hold",
+    "codec_frame": "codec: waiting for the frame to fill + encode",
+    "network": "network + jitter buffer + decode",
+    "output_resampler": "output resampler (soxr) hold",
+    "output_fifo": "output FIFO: decoded -> output callback",
+    "output_device": "output device: output callback -> played (PortAudio / host buffers)",
+}
 
 
 class LiveEngine:
@@ -87,13 +128,19 @@ class LiveEngine:
         self.resample_quality = resample_quality
         self._rs_in = _Resampler(self.in_rate, self.model_rate, resample_quality)
         self._rs_out = _Resampler(self.model_rate, self.out_rate, resample_quality)
-        if prefill_ms is None:  # one block, plus the input resampler's bursts (soxr works
-            # in internal chunks above QQ), plus margin for scheduling
+        if prefill_ms is None:  # a margin for the worker's scheduling and compute, plus the
+            # input resampler's bursts (soxr works in internal chunks above QQ)
             burst = 0.0 if self._rs_in.passthrough or resample_quality == "QQ" else 20.0
-            prefill_ms = block_ms + burst + 10.0
+            prefill_ms = PREFILL_MARGIN_MS + burst
+        if prefill_ms < 0:
+            raise ValueError(f"prefill must be >= 0 ms, got {prefill_ms}")
         self.prefill_ms = float(prefill_ms)
-        self.prefill = round(self.out_rate * prefill_ms / 1000)
+        frame_ms = 1000.0 * backend.hop_length / backend.sample_rate
+        # Clock drift between the devices: past max_level, drop back to a frame + prefill.
+        self.prefill = round(self.out_rate * (frame_ms + prefill_ms) / 1000)
         self.max_level = self.prefill + round(self.out_rate * max_extra_ms / 1000)
+        self._first_out_at: float | None = None  # worker: when the first decoded audio came
+        self._eof_pending = False  # worker: end of input taken from the queue, not yet done
         self.keep_input, self.keep_output = keep_input, keep_output
         self.saved_input: list[np.ndarray] = []
         self.saved_output: list[np.ndarray] = []
@@ -121,17 +168,26 @@ class LiveEngine:
         self._in_records: deque[tuple[int, float]] = deque()   # worker only
         self._out_records: deque[tuple[int, float]] = deque(maxlen=4096)
         self.latencies: list[float] = []  # worker: seconds, one per output callback
+        # Worker: when samples passed each point (see latency_budget); the input marks are
+        # at the device input rate, the codec's at the model rate, the output's at out_rate.
+        self._m_in_cb, self._m_in_deq = _Marks(), _Marks()
+        self._m_enc_in, self._m_sent, self._m_dec_out, self._m_out = (
+            _Marks(), _Marks(), _Marks(), _Marks())
+        self._in_blocks: deque[tuple[int, int, float, float]] = deque()  # start, n, adc, cb
+        self.parts: dict[str, list[float]] = {k: [] for k in BUDGET_PARTS}  # worker, seconds
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self.error: BaseException | None = None
         self.started_at: float | None = None
 
     # Audio callbacks (never block) ------------------------------------------------------------
-    def input_callback(self, block: np.ndarray, adc_time: float) -> None:
+    def input_callback(self, block: np.ndarray, adc_time: float, now: float | None = None
+                       ) -> None:
         """A captured mono block ``[n]`` (copied) whose first sample was sampled at ``adc_time``
-        (``time.perf_counter`` clock)."""
+        (``time.perf_counter`` clock); ``now``: when the device called back (default: now)."""
+        cb = time.perf_counter() if now is None else now
         try:
-            self._inq.put_nowait((np.array(block, dtype=np.float32, copy=True), adc_time))
+            self._inq.put_nowait((np.array(block, dtype=np.float32, copy=True), adc_time, cb))
             self.input_samples += len(block)
         except queue.Full:
             self.input_overruns += 1
@@ -140,13 +196,18 @@ class LiveEngine:
         """No more input (file source; not for audio callbacks: it may wait for queue room)."""
         self._inq.put(_EOF, timeout=timeout)
 
-    def output_callback(self, out: np.ndarray, dac_time: float) -> None:
+    def output_callback(self, out: np.ndarray, dac_time: float, now: float | None = None
+                        ) -> None:
         """Fill ``out`` (``[n]`` or ``[n, channels]``) with decoded audio; its first sample
-        reaches the speaker at ``dac_time`` (``time.perf_counter`` clock)."""
+        reaches the speaker at ``dac_time`` (``time.perf_counter`` clock); ``now``: when the
+        device called back (default: now)."""
+        cb = time.perf_counter() if now is None else now
         n = out.shape[0]
         level = self.produced - self.consumed - self.dropped
         if self._priming:
-            if level < self.prefill and not self._producing_done:
+            first = self._first_out_at
+            if not self._producing_done and (
+                    first is None or cb < first + self.prefill_ms / 1000.0):
                 out.fill(0)
                 return
             self._priming = False
@@ -155,7 +216,7 @@ class LiveEngine:
             self.output_overruns += 1
         filled = 0
         if level > 0:
-            self._out_records.append((self.consumed + self.dropped, dac_time))
+            self._out_records.append((self.consumed + self.dropped, dac_time, cb))
         while filled < n:
             if self._cur_pos >= len(self._cur):
                 try:
@@ -223,31 +284,67 @@ class LiveEngine:
         now = time.perf_counter()
         nxt = self.link.next_event()
         timeout = 0.01 if nxt is None else min(0.01, max(0.0, nxt - now))
-        try:
-            item = self._inq.get(timeout=timeout) if not self._producing_done else None
-        except queue.Empty:
-            item = None
+        if self._eof_pending:
+            item: Any = _EOF
+        else:
+            try:
+                item = self._inq.get(timeout=timeout) if not self._producing_done else None
+            except queue.Empty:
+                item = None
         if self._producing_done:
             self._stop.wait(0.01)
         pcm: list[np.ndarray] = []
         if item is _EOF:
+            self._eof_pending = False
             x = self._rs_in(np.zeros(0, np.float32), last=True)
-            self._keep_in(x)
-            pcm.append(self.link.push(x, time.perf_counter()))
-            pcm.append(self.link.finish(time.perf_counter()))
+            enc_s = self._send(x)
+            pcm.append(self.link.poll(time.perf_counter(), extra_compute=enc_s))
+            sent = self.link.counters.frames_sent
+            self.link.send_rest(time.perf_counter())
+            self._m_sent.add((self.link.counters.frames_sent - sent) * self.link.hop,
+                             time.perf_counter())
+            pcm.append(self.link.drain())
             self._emit(pcm, last=True)
             self._producing_done = True
         else:
+            enc_s = 0.0
             if item is not None:
-                block, adc = item
-                self._in_records.append((self._in_count, adc))
-                self._in_count += len(block)
-                x = self._rs_in(block)
-                self._keep_in(x)
-                pcm.append(self.link.push(x, time.perf_counter()))
-            pcm.append(self.link.poll(time.perf_counter()))
+                # Every block already waiting goes in the same encoder call: a worker that
+                # fell behind catches up in fewer, larger calls (per-call overhead dominates
+                # small frames), and blocks never wait behind a frame they could join.
+                items = [item]
+                while True:
+                    try:
+                        more = self._inq.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _EOF:
+                        self._eof_pending = True
+                        break
+                    items.append(more)
+                deq = time.perf_counter()
+                for block, adc, cb in items:
+                    self._in_records.append((self._in_count, adc))
+                    self._in_blocks.append((self._in_count, len(block), adc, cb))
+                    self._m_in_cb.add(len(block), cb)
+                    self._m_in_deq.add(len(block), deq)
+                    self._in_count += len(block)
+                x = items[0][0] if len(items) == 1 else np.concatenate([b for b, _, _ in items])
+                enc_s = self._send(self._rs_in(x))
+            pcm.append(self.link.poll(time.perf_counter(), extra_compute=enc_s))
             self._emit(pcm)
         self._update_latency()
+
+    def _send(self, x: np.ndarray) -> float:
+        """Encode and send model-rate samples, marking when they entered the encoder and when
+        their frames went out; the encoder's seconds."""
+        self._keep_in(x)
+        self._m_enc_in.add(len(x), time.perf_counter())
+        sent = self.link.counters.frames_sent
+        enc_s = self.link.send(x, time.perf_counter())
+        self._m_sent.add((self.link.counters.frames_sent - sent) * self.link.hop,
+                         time.perf_counter())
+        return enc_s
 
     def _keep_in(self, x: np.ndarray) -> None:
         if self.keep_input and len(x):
@@ -255,11 +352,15 @@ class LiveEngine:
 
     def _emit(self, pcm: list[np.ndarray], last: bool = False) -> None:
         y = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
+        self._m_dec_out.add(len(y), time.perf_counter())
         if self.keep_output and len(y):
             self.saved_output.append(y)
         if len(y) or last:
             z = self._rs_out(y, last=last)
             if len(z):
+                self._m_out.add(len(z), time.perf_counter())
+                if self._first_out_at is None:
+                    self._first_out_at = time.perf_counter()
                 self._outq.append(z.astype(np.float32, copy=False))
                 self.produced += len(z)
 
@@ -267,21 +368,64 @@ class LiveEngine:
         ratio = self.in_rate / self.out_rate
         recs = self._in_records
         while self._out_records:
-            c, dac = self._out_records.popleft()
+            c, dac, cb_out = self._out_records.popleft()
             i = c * ratio
+            if i >= self._in_count:  # past the input's end (the last frame's padding)
+                continue
             while len(recs) >= 2 and recs[1][0] <= i:
                 recs.popleft()
             if recs and recs[0][0] <= i:
-                self.latencies.append(dac - (recs[0][1] + (i - recs[0][0]) / self.in_rate))
+                adc = recs[0][1] + (i - recs[0][0]) / self.in_rate
+                self.latencies.append(dac - adc)
+                self._budget(i, c * self.model_rate / self.out_rate, c, adc, cb_out, dac)
+
+    def _budget(self, i: float, m: float, c: int, adc: float, cb_out: float, dac: float
+                ) -> None:
+        """Split one end-to-end measurement (input sample ``i``, model sample ``m``, output
+        sample ``c``: the same instant of content) at each point of the path it passed."""
+        blocks = self._in_blocks
+        while len(blocks) >= 2 and blocks[1][0] <= i:
+            blocks.popleft()
+        if not blocks:
+            return
+        _, n, adc0, _ = blocks[0]
+        block_end = adc0 + n / self.in_rate  # when the block's last sample was captured
+        times = [self._m_in_cb.time_of(i), self._m_in_deq.time_of(i),
+                 self._m_enc_in.time_of(m), self._m_sent.time_of(m),
+                 self._m_dec_out.time_of(m), self._m_out.time_of(c), cb_out, dac]
+        if any(t is None for t in times):
+            return
+        edges = [adc, block_end, *times]
+        for k, name in enumerate(BUDGET_PARTS):
+            self.parts[name].append(edges[k + 1] - edges[k])  # type: ignore[operator]
+
+    def latency_budget(self) -> dict[str, dict[str, float | int] | None]:
+        """Each part of the end-to-end latency (:data:`BUDGET_PARTS`, in path order) in ms:
+        ``{"median", "mean", "count"}`` (None: not measured). Measured per output callback
+        like the end-to-end figure: a part is the time between two points of the path that the
+        same instant of audio passed (PortAudio's capture and playback times at the ends,
+        ``time.perf_counter`` in between), so the parts of one measurement add up to it
+        exactly and their means to the end-to-end mean; medians add up only about. The two
+        device parts are what PortAudio reports (host API and audio server buffers); the
+        input one can come out slightly negative where the host's capture timestamps are
+        coarse (ALSA's ``pulse`` plugin)."""
+        out: dict[str, dict[str, float | int] | None] = {}
+        for k, v in self.parts.items():
+            a = 1000.0 * np.asarray(v)
+            out[k] = ({"median": float(np.median(a)), "mean": float(a.mean()),
+                       "count": len(a)} if v else None)
+        return out
 
     # Figures ----------------------------------------------------------------------------------
     def latency_summary(self, recent: int | None = None) -> dict[str, float | int | None]:
         """Measured end-to-end latency in ms: median/p95/min/max (all or the last ``recent``)."""
         lat = self.latencies[-recent:] if recent else self.latencies
         if not lat:
-            return {"median": None, "p95": None, "min": None, "max": None, "count": 0}
+            return {"median": None, "mean": None, "p95": None, "min": None, "max": None,
+                    "count": 0}
         a = 1000.0 * np.asarray(lat)
-        return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
+        return {"median": float(np.median(a)), "mean": float(a.mean()),
+                "p95": float(np.percentile(a, 95)),
                 "min": float(a.min()), "max": float(a.max()), "count": len(a)}
 
     def stats(self) -> dict[str, Any]:
@@ -298,6 +442,7 @@ class LiveEngine:
             "algorithmic_latency_ms": b.latency_ms, "block_ms": self.block_ms,
             "prefill_ms": self.prefill_ms, "resample_quality": self.resample_quality,
             "latency_ms": self.latency_summary(),
+            "latency_budget_ms": self.latency_budget(),
             "compute_ms_per_frame": self.link.compute_ms_per_frame(),
             "compute_max_ms": 1000.0 * c.compute_max_s,
             "real_time_factor": compute_s / audio_s if audio_s else None,

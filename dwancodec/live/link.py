@@ -69,12 +69,18 @@ class CodecLink:
     # Sender ----------------------------------------------------------------------------------
     def push(self, pcm: np.ndarray, now: float) -> np.ndarray:
         """Encode ``[n]`` model-rate samples, send the frames; return what is due by ``now``."""
+        dt = self.send(pcm, now)
+        return self.poll(now, extra_compute=dt)
+
+    def send(self, pcm: np.ndarray, now: float) -> float:
+        """The sending half of :meth:`push` (encode, send; nothing decoded): the seconds the
+        encoder took. ``push(pcm, now)`` is ``poll(now)`` after ``send(pcm, now)``."""
         t0 = time.perf_counter()
         codes = self.backend.encode(pcm)
         dt = time.perf_counter() - t0
         self.counters.encode_s += dt
         self._send(codes, now)
-        return self.poll(now, extra_compute=dt)
+        return dt
 
     def _send(self, codes: np.ndarray, now: float) -> None:
         for packet in self.sender.push(codes):  # one per frame
@@ -96,8 +102,21 @@ class CodecLink:
 
     def finish(self, now: float) -> np.ndarray:
         """End of input: encode the partial frame, deliver everything, play every frame."""
+        self.send_rest(now)
+        return self.drain()
+
+    def send_rest(self, now: float) -> float:
+        """The sending half of :meth:`finish`: encode the partial frame and send it (the
+        seconds the encoder took). ``finish(now)`` is ``drain()`` after ``send_rest(now)``."""
+        t0 = time.perf_counter()
         codes = self.backend.flush()
+        dt = time.perf_counter() - t0
+        self.counters.encode_s += dt
         self._send(codes, now)
+        return dt
+
+    def drain(self) -> np.ndarray:
+        """Deliver everything in flight and play every frame left (after :meth:`send_rest`)."""
         self._deliver(self.network.drain())
         return self._play(self.jitter.flush())
 
