@@ -6,7 +6,10 @@
 # GAN_START=N starts the GAN of head160-phase-gan at step N (default 4000).
 # STEPS=N ends the cosine at step N instead of 30000 (a run that must anneal within a budget);
 # INIT=BUNDLE starts from a bundle's weights (tensors of another shape, e.g. a new head, keep
-# their initialisation); NAME= names the run folder (default scratch-VARIANT).
+# their initialisation); NAME= names the run folder (default scratch-VARIANT); LR= sets the peak
+# learning rate (default 1e-3; a warm restart from a trained bundle uses less); TRAIN=wb trains on
+# the wideband speech folders only (no narrowband speech, no music: does capacity spent on them
+# cost wideband speech quality?).
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -18,6 +21,14 @@ runs=${RUNS:-/work/runs}
 steps=${STEPS:-30000}
 name=${NAME:-scratch-$variant}
 init=()
+lr=()
+if [[ -n ${LR:-} ]]; then lr=(--lr "$LR"); fi
+train=("$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" "$D/train-16k/speech-wb/ast-it")
+case ${TRAIN:-all} in
+    all) train+=("$D/train-16k/speech-nb" "$D/train-16k/music-wb") ;;
+    wb) ;;
+    *) echo "unknown TRAIN=${TRAIN} (all or wb)" >&2; exit 2 ;;
+esac
 if [[ -n ${INIT:-} ]]; then init=(--set "init_from=$INIT"); fi
 # default-v1's loss weights, spelled out so that "base" stays v1 when the defaults move on.
 V1='"waveform_l1": 0, "stft": 1, "mel": 15, "complex_stft": 0, "phase_ip": 0, "phase_gd": 0, "phase_iaf": 0'
@@ -38,11 +49,10 @@ case $variant in
     *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 exec dwancodec train \
-    --train-data-path "$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" \
-        "$D/train-16k/speech-wb/ast-it" "$D/train-16k/speech-nb" "$D/train-16k/music-wb" \
+    --train-data-path "${train[@]}" \
     --val-data-path "$D/val-16k" --experiment-name "$name" \
     --save "$runs/$name" --batch-size 8 --segment-seconds 1.0 \
     --max-steps "$steps" --num-workers 0 --threads 1 --log csv --resume --quiet \
     --set val_every=1000 --set val_segments=9 \
     --set val_segment_seconds=4 --set save_every=250 --set "max_minutes=$minutes" \
-    --set "loss_weights=$weights" --set "model_overrides=$model" "${gan[@]}" "${init[@]}"
+    --set "loss_weights=$weights" --set "model_overrides=$model" "${gan[@]}" "${init[@]}" "${lr[@]}"

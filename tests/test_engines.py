@@ -5,6 +5,8 @@ shown by real runs: a child interpreter in which torch cannot be imported still 
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -187,8 +189,6 @@ def test_auto_uses_graphs_of_the_same_weights(tmp_path: Path) -> None:
     bundle = Codec.from_config("tiny", seed=0).save_pretrained(tmp_path / "tiny")
     engine, why = open_engine("auto", bundle)
     assert engine.name == "torch" and why is None  # no graphs: torch, no note
-    import shutil
-
     shutil.copytree(exported(), bundle / "onnx")
     assert model_graphs(bundle) == bundle / "onnx"
     engine, why = open_engine("auto", bundle)
@@ -231,3 +231,41 @@ def test_live_defaults_to_onnx_runtime(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "onnx backend" in r.stdout
     assert sf.info(tmp_path / "o.wav").frames > 0
+
+
+def test_int8_engine_needs_int8_graphs(tmp_path: Path) -> None:
+    """``int8`` never falls back silently: graphs without an int8 variant, a bundle without
+    graphs and the torch backend are each refused with a message naming the problem."""
+    bundle = Codec.from_config("tiny", seed=0).save_pretrained(tmp_path / "tiny")
+    shutil.copytree(exported(), bundle / "onnx")
+    with pytest.raises(ValueError, match="no int8 graphs"):
+        open_engine("auto", bundle, int8=True)
+    with pytest.raises(ValueError, match="--backend torch"):
+        open_engine("torch", bundle, int8=True)
+    bare = Codec.from_config("tiny", seed=0).save_pretrained(tmp_path / "bare")
+    with pytest.raises(ValueError, match="has no graphs"):
+        open_engine("auto", bare, int8=True)
+
+
+@needs_shipped
+def test_int8_flag_runs_the_shipped_int8_graphs(tmp_path: Path) -> None:
+    """``roundtrip --int8`` runs the shipped int8 graphs (torch unimportable) and says so; its
+    audio is the float engine's within what the contract allows; with ``--backend torch`` it
+    exits 2 with one line."""
+    meta = json.loads((shipped_onnx_dir() / "dwancodec_onnx.json").read_text())
+    if not meta.get("int8", {}).get("passed"):
+        pytest.skip("the shipped model has no int8 graphs")
+    r = cli_without_torch("roundtrip", DATA / "speech_en.flac", tmp_path / "q.wav", "--int8")
+    assert r.returncode == 0, r.stderr
+    assert "engine:   ONNX Runtime int8 (onnx)" in r.stdout
+    r32 = cli_without_torch("roundtrip", DATA / "speech_en.flac", tmp_path / "f.wav")
+    assert r32.returncode == 0, r32.stderr
+    a, _ = sf.read(tmp_path / "q.wav", dtype="float32")
+    b, _ = sf.read(tmp_path / "f.wav", dtype="float32")
+    assert a.shape == b.shape and not np.array_equal(a, b)  # other graphs really ran
+    assert abs(float(np.sqrt(np.mean(a ** 2))) / float(np.sqrt(np.mean(b ** 2))) - 1) < 0.2
+    r = subprocess.run([sys.executable, "-m", "dwancodec.cli", "roundtrip",
+                        DATA / "speech_en.flac", tmp_path / "t.wav", "--int8", "--backend",
+                        "torch"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "--int8" in r.stderr and not (tmp_path / "t.wav").exists()

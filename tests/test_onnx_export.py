@@ -428,3 +428,39 @@ def test_shipped_onnx_matches_shipped_weights() -> None:
         ref = codec.encode(torch.from_numpy(pcm)[:, None]).numpy()
     assert codes.shape == ref.shape
     assert (codes == ref).mean() > 0.99  # boundary ties aside (see test_parity_* for the rule)
+
+
+def test_int8_variant_contract_is_measured_and_recorded(tmp_path: Path) -> None:
+    """`export_onnx(int8=True)` measures the int8 graphs on speech and keeps them only with the
+    contract met; kept files are among the verified digests (the runtime opens only those) and
+    run; a failed contract leaves no int8 file and no digest of one behind."""
+    pytest.importorskip("pesq")
+    data = tmp_path / "val" / "speech-wb"
+    data.mkdir(parents=True)
+    shutil.copy(DATA / "speech_en.flac", data / "speech_en.flac")
+    res = export_onnx(tiny_codec(), tmp_path / "onnx", exporter="torchscript",
+                      try_offline=False, int8=True, int8_data=tmp_path / "val")
+    meta = json.loads((tmp_path / "onnx" / SIDECAR).read_text())
+    report = meta["int8"]
+    assert report["clips"] == ["speech_en.flac"]
+    assert report["passed"] == (report["pesq_wb_drop"] <= report["tolerance"])
+    for name in ("encoder_step", "decoder_step"):
+        g = meta["graphs"][name]
+        digests = g["sha256"]
+        if "int8" in g:
+            assert report["passed"] and name in report["graphs"]
+            assert (tmp_path / "onnx" / g["int8"]["file"]).exists()
+            assert g["int8"]["file"] in digests
+        else:
+            assert not any(".int8." in f for f in digests)
+    assert not [f for f in (tmp_path / "onnx").glob("*.int8.onnx")
+                if not any(f.name == meta["graphs"][n].get("int8", {}).get("file")
+                           for n in meta["graphs"])]
+    if report["passed"]:
+        q8, f32 = (OnnxCodec(tmp_path / "onnx", precision=p) for p in ("int8", "float32"))
+        pcm = speech(1.0, batch=1)
+        c8, c32 = q8.encode(pcm), f32.encode(pcm)
+        assert c8.shape == c32.shape
+        y8, y32 = q8.decode(c32), f32.decode(c32)
+        assert np.isfinite(y8).all() and np.abs(y8 - y32).max() < 0.1
+    assert res.sidecar["verification"]

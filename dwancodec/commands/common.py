@@ -91,14 +91,18 @@ def engine_from_args(args: argparse.Namespace, note: Notify) -> Engine:
     note says why it fell back to torch), with ``--threads`` threads."""
     threads = check_threads(getattr(args, "threads", 1) or 1, "--threads")
     engine, why = open_engine(getattr(args, "backend", None) or "auto", args.model, None,
-                              getattr(args, "device", "cpu") or "cpu", threads)
+                              getattr(args, "device", "cpu") or "cpu", threads,
+                              int8=bool(getattr(args, "int8", False)))
     if why is not None:
         note(f"torch engine: {why}")
     return engine
 
 
 def engine_label(engine: Engine) -> str:
-    return "ONNX Runtime" if engine.name == "onnx" else "torch"
+    if engine.name != "onnx":
+        return "torch"
+    int8 = getattr(getattr(engine, "codec", None), "precision", "float32") == "int8"
+    return "ONNX Runtime int8" if int8 else "ONNX Runtime"
 
 
 def engine_threads(engine: Engine, args: argparse.Namespace) -> int:

@@ -123,19 +123,21 @@ class OnnxBackend(EngineBackend):
     """An exported folder through the ONNX Runtime engine (no torch)."""
 
     def __init__(self, onnx_dir: str | Path, n_q: int | None = None,
-                 bitrate: float | None = None, threads: int | None = 1) -> None:
-        engine, _ = open_engine("onnx", onnx_dir=Path(onnx_dir), threads=threads or 1)
+                 bitrate: float | None = None, threads: int | None = 1,
+                 int8: bool = False) -> None:
+        engine, _ = open_engine("onnx", onnx_dir=Path(onnx_dir), threads=threads or 1,
+                                int8=int8)
         super().__init__(engine, n_q, bitrate)
 
 
 def open_backend(backend: str = "auto", model: str | Path | None = None,
                  onnx_dir: str | Path | None = None, bitrate: float | None = None,
                  n_q: int | None = None, device: str = "cpu", threads: int | None = 1,
-                 note: Any = None) -> EngineBackend:
+                 note: Any = None, int8: bool = False) -> EngineBackend:
     """The backend ``backend`` names (``auto``, ``onnx`` or ``torch``; see
     :func:`dwancodec.engine.open_engine`) at the requested rate; ``note(msg)`` hears why
     ``auto`` chose torch."""
-    engine, why = open_engine(backend, model, onnx_dir, device, threads or 1)
+    engine, why = open_engine(backend, model, onnx_dir, device, threads or 1, int8=int8)
     if why is not None and note is not None:
         note(f"torch engine: {why}")
     return EngineBackend(engine, n_q, bitrate)

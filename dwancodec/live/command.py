@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
 
     backend = open_backend(getattr(args, "backend", None) or "auto", args.model, args.onnx_dir,
                            args.bitrate, args.n_q, device=getattr(args, "device", "cpu") or "cpu",
-                           note=lambda m: _note(args, m))
+                           note=lambda m: _note(args, m), int8=bool(getattr(args, "int8", False)))
     jitter_buffer_ms = getattr(args, "jitter_buffer_ms", None)
     if jitter_buffer_ms is None:
         jitter_buffer_ms = 3.0 * args.jitter_ms
