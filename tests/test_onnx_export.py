@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dwancodec.api import default_model_dir
 from dwancodec.audio import load_audio
@@ -464,3 +466,40 @@ def test_int8_variant_contract_is_measured_and_recorded(tmp_path: Path) -> None:
         y8, y32 = q8.decode(c32), f32.decode(c32)
         assert np.isfinite(y8).all() and np.abs(y8 - y32).max() < 0.1
     assert res.sidecar["verification"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(channels=st.integers(2, 40), kernel=st.integers(2, 9), extra=st.integers(0, 40),
+       batch=st.integers(1, 5), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_depthwise_conv_rewrites_compute_the_conv(channels: int, kernel: int, extra: int,
+                                                  batch: int, bias: bool, seed: int) -> None:
+    """The graph pass turns a depthwise ``Conv`` into a one-step ``Mul`` + ``ReduceSum``
+    (input length = kernel) or a banded ``MatMul`` (length up to BANDED_MAX_RATIO kernels), and
+    keeps it beyond; every form gives the Conv's output (ONNX Runtime, atol 1e-5)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dwancodec.export.passes import BANDED_MAX_RATIO, rewrite_single_step_convs
+
+    rng = np.random.default_rng(seed)
+    length = kernel + extra
+    w = rng.standard_normal((channels, 1, kernel)).astype(np.float32)
+    b = rng.standard_normal(channels).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w")] + ([numpy_helper.from_array(b, "b")] if bias
+                                                 else [])
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], group=channels)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", channels, length])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    ref_bytes = model.SerializeToString()
+    counts = rewrite_single_step_convs(model)
+    expect = ("depthwise" if length == kernel else "depthwise_banded"
+              if length <= BANDED_MAX_RATIO * kernel else None)
+    assert {k: v for k, v in counts.items() if v} == ({expect: 1} if expect else {})
+    assert any(n.op_type == "Conv" for n in model.graph.node) == (expect is None)
+    x = rng.standard_normal((batch, channels, length)).astype(np.float32)
+    run = [ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+           for m in (ref_bytes, model.SerializeToString())]
+    assert run[0].shape == run[1].shape
+    np.testing.assert_allclose(run[1], run[0], atol=1e-5)

@@ -9,6 +9,8 @@ import numpy as np
 
 #: Dense single-step convs are rewritten to MatMul from this many weights (small ones: no gain).
 DENSE_MIN_WEIGHTS = 16384
+#: Depthwise convs over at most this many times their kernel become a banded MatMul.
+BANDED_MAX_RATIO = 4
 #: Smallest initializer worth storing as float16 (see :func:`store_exact_half`).
 HALF_MIN_ELEMENTS = 256
 
@@ -27,7 +29,10 @@ def rewrite_single_step_convs(model: Any, kinds: tuple[str, ...] = ("depthwise",
       -> ``Reshape`` + ``MatMul`` (+ ``Add``) + ``Unsqueeze``, whose weight ONNX Runtime
       prepacks.
 
-    Only nodes whose (statically inferred) input length equals the kernel are rewritten; the
+    Only nodes whose (statically inferred) input length equals the kernel are rewritten this
+    way. Depthwise convs over a longer static input of at most :data:`BANDED_MAX_RATIO` kernels
+    (stride 1) become ``Transpose`` + ``MatMul`` with a banded ``[C, L, T]`` matrix +
+    ``Transpose`` (+ ``Add``): ``depthwise_banded`` in the counts. The
     arithmetic is the same sums in another order. Edits ``model`` (an ``onnx.ModelProto``) in
     place; returns the number of rewrites of each kind.
     """
@@ -67,6 +72,48 @@ def rewrite_single_step_convs(model: Any, kinds: tuple[str, ...] = ("depthwise",
             and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
             and (not has_bias or node.input[2] in inits)
         )
+        # a depthwise conv over a few more samples than its kernel (the encoder's frame-rate
+        # convs at frames_per_step * stride samples) as one batched MatMul per channel with a
+        # banded [L, T] matrix: at batch 64 ONNX Runtime's grouped Conv took 2 of the
+        # encoder's 10 ms per step, the MatMul 5-8x less (at batch 1 the same); longer inputs
+        # keep the Conv (the band matrix grows as L * T)
+        windows = (
+            weight.ndim == 3 and x_shape is not None and len(x_shape) == 3
+            and isinstance(x_shape[2], int)
+            and weight.shape[2] < x_shape[2] <= BANDED_MAX_RATIO * weight.shape[2]
+            and all(v == 1 for v in attrs.get("dilations", [1]))
+            and all(v == 1 for v in attrs.get("strides", [1]))
+            and not any(attrs.get("pads", [0]))
+            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+            and (not has_bias or node.input[2] in inits)
+            and weight.shape[1] == 1 and group == weight.shape[0] == x_shape[1] > 1
+            and "depthwise" in kinds
+        )
+        if windows:
+            counts["depthwise_banded"] = counts.get("depthwise_banded", 0) + 1
+            base = f"{node.name or node.output[0]}_band"
+            out = node.output[0]
+            c, _, k = weight.shape
+            length = int(x_shape[2])
+            t = length - k + 1
+            band = np.zeros((c, length, t), np.float32)  # band[c, t + j, t] = w[c, j]
+            for j in range(k):
+                band[:, np.arange(t) + j, np.arange(t)] = weight[:, 0, j:j + 1]
+            summed = f"{base}_sum" if has_bias else out
+            new_nodes += [
+                helper.make_node("Transpose", [node.input[0]], [f"{base}_cbl"], perm=[1, 0, 2],
+                                 name=f"{base}_to_cbl"),
+                helper.make_node("MatMul", [f"{base}_cbl", const(band, f"{base}_w")],
+                                 [f"{base}_cbt"], name=f"{base}_matmul"),
+                helper.make_node("Transpose", [f"{base}_cbt"], [summed], perm=[1, 0, 2],
+                                 name=f"{base}_to_bct"),
+            ]
+            if has_bias:
+                bias = numpy_helper.to_array(inits[node.input[2]])
+                new_nodes.append(helper.make_node("Add", [summed, const(bias[:, None],
+                                                                        f"{base}_b")],
+                                                  [out], name=f"{base}_bias"))
+            continue
         depthwise = ok and weight.shape[1] == 1 and group == weight.shape[0] == x_shape[1] > 1 \
             and "depthwise" in kinds
         dense = ok and group == 1 and x_shape[1] == weight.shape[1] and "dense" in kinds \
