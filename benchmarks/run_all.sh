@@ -10,7 +10,8 @@
 #   CLIPS=folder           quality clips: a folder of 16 kHz speech files, relative to where
 #                          you run the script or absolute (required unless SKIP has quality)
 #   OUT=folder             raw outputs (default: benchmarks/results)
-#   REPS=3 SECONDS=10      speed: interleaved repetitions, seconds of audio per measurement
+#   REPS=3 AUDIO_SECONDS=10  speed: interleaved repetitions, seconds of audio per measurement
+#                          (not SECONDS: bash counts its own run time in that variable)
 #   THREADS=1,2            speed: torch / ONNX Runtime thread counts
 #   SKIP="quality latency" parts not to rerun (speed, quality, latency); their blocks in the doc
 #                          are refreshed from the outputs already in OUT, if any
@@ -29,7 +30,7 @@ OUT="${OUT:-$REPO/benchmarks/results}"
 CLIPS="${CLIPS:-}"
 if [ -n "$CLIPS" ] && [ "${CLIPS#/}" = "$CLIPS" ]; then CLIPS="$CALLER_DIR/$CLIPS"; fi
 REPS="${REPS:-3}"
-SECONDS_AUDIO="${SECONDS:-10}"
+SECONDS_AUDIO="${AUDIO_SECONDS:-10}"
 THREADS="${THREADS:-1,2}"
 SKIP="${SKIP:-}"
 PY="${PYTHON:-python}"
