@@ -64,31 +64,27 @@ def rewrite_single_step_convs(model: Any, kinds: tuple[str, ...] = ("depthwise",
         x_shape = shapes.get(node.input[0])
         has_bias = len(node.input) > 2 and bool(node.input[2])
         group = attrs.get("group", 1)
-        ok = (
+        plain = (  # a 1-D conv with static length, no dilation or padding, constant bias
             weight.ndim == 3 and x_shape is not None and len(x_shape) == 3
-            and x_shape[2] == weight.shape[2]
+            and isinstance(x_shape[2], int)
             and all(v == 1 for v in attrs.get("dilations", [1]))
             and not any(attrs.get("pads", [0]))
             and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
             and (not has_bias or node.input[2] in inits)
         )
+        is_depthwise = plain and weight.shape[1] == 1 \
+            and group == weight.shape[0] == x_shape[1] > 1 and "depthwise" in kinds
+        ok = plain and x_shape[2] == weight.shape[2]
         # a depthwise conv over a few more samples than its kernel (the encoder's frame-rate
         # convs at frames_per_step * stride samples) as one batched MatMul per channel with a
         # banded [L, T] matrix: at batch 64 ONNX Runtime's grouped Conv took 2 of the
         # encoder's 10 ms per step, the MatMul 5-8x less (at batch 1 the same); longer inputs
         # keep the Conv (the band matrix grows as L * T)
         windows = (
-            weight.ndim == 3 and x_shape is not None and len(x_shape) == 3
-            and isinstance(x_shape[2], int)
+            is_depthwise and all(v == 1 for v in attrs.get("strides", [1]))
             and weight.shape[2] < x_shape[2] <= BANDED_MAX_RATIO * weight.shape[2]
-            and all(v == 1 for v in attrs.get("dilations", [1]))
-            and all(v == 1 for v in attrs.get("strides", [1]))
-            and not any(attrs.get("pads", [0]))
-            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
-            and (not has_bias or node.input[2] in inits)
-            and weight.shape[1] == 1 and group == weight.shape[0] == x_shape[1] > 1
-            and "depthwise" in kinds
         )
+        bias = numpy_helper.to_array(inits[node.input[2]]) if has_bias else None
         if windows:
             counts["depthwise_banded"] = counts.get("depthwise_banded", 0) + 1
             base = f"{node.name or node.output[0]}_band"
@@ -108,14 +104,12 @@ def rewrite_single_step_convs(model: Any, kinds: tuple[str, ...] = ("depthwise",
                 helper.make_node("Transpose", [f"{base}_cbt"], [summed], perm=[1, 0, 2],
                                  name=f"{base}_to_bct"),
             ]
-            if has_bias:
-                bias = numpy_helper.to_array(inits[node.input[2]])
+            if bias is not None:
                 new_nodes.append(helper.make_node("Add", [summed, const(bias[:, None],
                                                                         f"{base}_b")],
                                                   [out], name=f"{base}_bias"))
             continue
-        depthwise = ok and weight.shape[1] == 1 and group == weight.shape[0] == x_shape[1] > 1 \
-            and "depthwise" in kinds
+        depthwise = ok and is_depthwise
         dense = ok and group == 1 and x_shape[1] == weight.shape[1] and "dense" in kinds \
             and weight.size >= DENSE_MIN_WEIGHTS
         if not (depthwise or dense):
@@ -123,7 +117,6 @@ def rewrite_single_step_convs(model: Any, kinds: tuple[str, ...] = ("depthwise",
             continue
         base = f"{node.name or node.output[0]}_1step"
         out = node.output[0]
-        bias = numpy_helper.to_array(inits[node.input[2]]) if has_bias else None
         if depthwise:
             counts["depthwise"] += 1
             summed = f"{base}_sum" if has_bias else out

@@ -128,6 +128,17 @@ def int8_contract(directory: Path, clips: list[Path], seconds: float = 8.0) -> d
             "passed": bool(drop <= PESQ_TOLERANCE)}
 
 
+def _drop_int8(meta: dict[str, Any], directory: Path) -> None:
+    """Remove the int8 files of every step graph, their sidecar entries and their digests."""
+    for name in INT8_GRAPHS:
+        g = meta["graphs"][name]
+        file = g.pop("int8", {}).get("file")
+        for f in [f for f in g.get("sha256", {}) if f == file or ".int8." in f]:
+            del g["sha256"][f]
+        if file:
+            (directory / file).unlink(missing_ok=True)
+
+
 def add_int8_variant(directory: str | Path, data_dir: str | Path | None = None,
                      max_clips: int = 8, log: Callable[[str], None] | None = None
                      ) -> dict[str, Any]:
@@ -150,11 +161,7 @@ def add_int8_variant(directory: str | Path, data_dir: str | Path | None = None,
         return report
     report = {}
     for names in (INT8_GRAPHS, ("decoder_step",)):  # all step graphs, else the decoder only
-        for name in INT8_GRAPHS:
-            (d / meta["graphs"][name].pop("int8", {}).get("file", "-")).unlink(missing_ok=True)
-        for name in INT8_GRAPHS:  # a failed try's digests go with its files
-            for f in [f for f in meta["graphs"][name].get("sha256", {}) if ".int8." in f]:
-                del meta["graphs"][name]["sha256"][f]
+        _drop_int8(meta, d)  # a failed try's files and their digests
         for name in names:
             g = meta["graphs"][name]
             file = g["file"].replace(".onnx", ".int8.onnx")
@@ -173,10 +180,6 @@ def add_int8_variant(directory: str | Path, data_dir: str | Path | None = None,
             break
     meta["int8"] = report
     if not report["passed"]:
-        for name in INT8_GRAPHS:
-            g = meta["graphs"][name]
-            file = g.pop("int8", {}).get("file", "-")
-            g.get("sha256", {}).pop(file, None)
-            (d / file).unlink(missing_ok=True)
+        _drop_int8(meta, d)
     (d / SIDECAR).write_text(json.dumps(meta, indent=2) + "\n")
     return report
