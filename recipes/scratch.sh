@@ -9,7 +9,10 @@
 # their initialisation); NAME= names the run folder (default scratch-VARIANT); LR= sets the peak
 # learning rate (default 1e-3; a warm restart from a trained bundle uses less); TRAIN=wb trains on
 # the wideband speech folders only (no narrowband speech, no music: does capacity spent on them
-# cost wideband speech quality?).
+# cost wideband speech quality?). EMA=D keeps an exponential moving average of the weights
+# (decay D, e.g. 0.999) that validation and the bundles use; the checkpoints hold both, so
+# raw and averaged weights can be scored from the same run. ADV= and FM= set the adversarial
+# and feature-matching weights of the GAN variant (default 1 and 2).
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -23,6 +26,8 @@ name=${NAME:-scratch-$variant}
 init=()
 lr=()
 if [[ -n ${LR:-} ]]; then lr=(--lr "$LR"); fi
+extra=()
+if [[ -n ${EMA:-} ]]; then extra+=(--set "ema_decay=$EMA"); fi
 train=("$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" "$D/train-16k/speech-wb/ast-it")
 case ${TRAIN:-all} in
     all) train+=("$D/train-16k/speech-nb" "$D/train-16k/music-wb") ;;
@@ -42,7 +47,8 @@ case $variant in
                    model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
     phase) weights="{$V1, $PHASE}" ;;                 # phase losses on the 20 ms window
     head160) model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}' ;;
-    head160-phase-gan) weights="{$V1, $PHASE}"        # + the cheap 1-D STFT GAN (0.5 s crops)
+    head160-phase-gan) weights="{$V1, $PHASE, \"adversarial\": ${ADV:-1}, \"feature_matching\": ${FM:-2}}"
+                       # + the cheap 1-D STFT GAN (0.5 s crops)
                        model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}'
                        gan=(--set "gan_start_step=${GAN_START:-4000}" --set discriminators=stft1d
                             --set disc_segment_seconds=0.5) ;;
@@ -55,4 +61,4 @@ exec dwancodec train \
     --max-steps "$steps" --num-workers 0 --threads 1 --log csv --resume --quiet \
     --set val_every=1000 --set val_segments=9 \
     --set val_segment_seconds=4 --set save_every=250 --set "max_minutes=$minutes" \
-    --set "loss_weights=$weights" --set "model_overrides=$model" "${gan[@]}" "${init[@]}" "${lr[@]}"
+    --set "loss_weights=$weights" --set "model_overrides=$model" "${gan[@]}" "${init[@]}" "${lr[@]}" "${extra[@]}"
