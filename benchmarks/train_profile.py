@@ -25,6 +25,7 @@ from dwancodec.training.losses import (
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     PhaseLoss,
+    Spectra,
 )
 
 
@@ -75,17 +76,23 @@ def main() -> None:
         total = sum(f(out.audio, x) for f in losses)
         total.backward()
 
-    def phase_step() -> None:
+    def phase_step(shared: bool = True) -> None:
+        """The trainer's recipe; ``shared``: one STFT per resolution for all losses, as the
+        trainer does (``Spectra``); ``False``: each loss its own, as before."""
         model.zero_grad(set_to_none=True)
         out = model(x)
-        total = mel(out.audio, x) + stft(out.audio, x) + cplx(out.audio, x)
+        spectra = Spectra(out.audio, x) if shared else None
+        total = (mel(out.audio, x, spectra) + stft(out.audio, x, spectra)
+                 + cplx(out.audio, x, spectra))
         total = total + sum(phase(out.audio, x).values()) + (out.audio - x).abs().mean()
         total.backward()
 
     base = timed(recon_step, args.reps)
     rows.append(("reconstruction step, v1 recipe (mel + MR-STFT)", base))
+    separate = timed(lambda: phase_step(shared=False), args.reps)
+    rows.append(("reconstruction step + phase-aware losses, an STFT per loss", separate))
     full = timed(phase_step, args.reps)
-    rows.append(("reconstruction step + phase-aware losses", full))
+    rows.append(("reconstruction step + phase-aware losses, shared STFTs", full))
     if args.compile:
         compiled = torch.compile(model)
 
@@ -110,9 +117,10 @@ def main() -> None:
             real, fake = x[..., :n], out.audio[..., :n]
             adv.discriminator_step(real, fake, 10.0)
             g = adv.generator_losses(real, fake)
-            total = (mel(out.audio, x) + stft(out.audio, x) + cplx(out.audio, x)
-                     + sum(phase(out.audio, x).values()) + g["adversarial"]
-                     + g["feature_matching"])
+            spectra = Spectra(out.audio, x)
+            total = (mel(out.audio, x, spectra) + stft(out.audio, x, spectra)
+                     + cplx(out.audio, x, spectra) + sum(phase(out.audio, x).values())
+                     + g["adversarial"] + g["feature_matching"])
             total.backward()
 
         s = timed(gan_step, max(2, args.reps // 2))

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from dwancodec.config import get_config
 from dwancodec.model import Codec
 from dwancodec.training.discriminators import Adversary
-from dwancodec.training.losses import ComplexSTFTLoss, PhaseLoss, anti_wrap
+from dwancodec.training.losses import (
+    ComplexSTFTLoss,
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    PhaseLoss,
+    Spectra,
+    anti_wrap,
+)
 from dwancodec.training.trainer import init_weights
 
 
@@ -96,3 +103,38 @@ def test_frame_modulation_loss_sees_a_frame_rate_dip_that_a_delay_does_not_cause
     loss(x, y).backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert FrameModulationLoss(40).bins == 8  # bins divide the hop
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), length=st.integers(1100, 4000))
+def test_shared_spectra_give_the_same_losses_and_gradients_with_half_the_stfts(
+        seed: int, length: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer computes each STFT once for the mel, MR-STFT and complex losses
+    (:class:`Spectra`): the losses and their gradients equal those of each loss on its own
+    (gradients to float32 rounding: shared nodes sum their parts in another order),
+    and torch.stft runs once per distinct (n_fft, hop) and signal (12 instead of 24)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randn(2, 1, length, generator=g) * 0.1
+    base = torch.randn(2, 1, length, generator=g) * 0.1
+    losses = (MultiScaleMelLoss(16000), MultiResolutionSTFTLoss(), ComplexSTFTLoss())
+    calls = []
+    real_stft = torch.stft
+
+    def counting_stft(*args, **kwargs):  # counts the library call, computes it for real
+        calls.append(args[1])
+        return real_stft(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "stft", counting_stft)
+    results = []
+    for shared in (False, True):
+        calls.clear()
+        y_hat = base.clone().requires_grad_()
+        spectra = Spectra(y_hat, y) if shared else None
+        values = [f(y_hat, y, spectra) for f in losses]
+        sum(values).backward()
+        results.append(([float(v.detach()) for v in values], y_hat.grad, len(calls)))
+    (v0, g0, n0), (v1, g1, n1) = results
+    assert v1 == pytest.approx(v0, rel=1e-6)
+    # the same sums in another order: equal to float32 rounding of the largest gradient
+    torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-5 * float(g0.abs().max()))
+    assert (n0, n1) == (24, 12)

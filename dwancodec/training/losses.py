@@ -38,9 +38,35 @@ def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
     return torch.stft(x[:, 0], n_fft, hop, window=window, return_complex=True, center=True)
 
 
-def stft_magnitude(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
-    """``[B, 1, T]`` -> ``[B, n_fft // 2 + 1, frames]`` magnitude."""
-    return _stft(x, n_fft, hop, window).abs().clamp(min=1e-7)
+class Spectra:
+    """STFTs of output and target, computed once per ``(n_fft, hop)`` and shared by the losses
+    of one step: the mel, MR-STFT and complex STFT losses all look at 512/128, 256/64 and
+    128/32 (mel with hop ``n_fft // 4``), so without sharing each of those STFTs and its
+    backward pass ran three times. Same ops on the same inputs, so the losses are the same.
+
+    ``complex(n_fft, hop, window)`` -> ``(S_hat, S)`` complex ``[B, n_fft // 2 + 1, frames]``;
+    ``magnitude(...)`` -> their magnitudes, clamped at 1e-7 (the logs take them).
+    Windows must be Hann windows of ``n_fft`` (every loss here uses one).
+    """
+
+    def __init__(self, y_hat: Tensor, y: Tensor) -> None:
+        self.y_hat, self.y = y_hat, y
+        self._complex: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+        self._magnitude: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+
+    def complex(self, n_fft: int, hop: int, window: Tensor) -> tuple[Tensor, Tensor]:
+        key = (n_fft, hop)
+        if key not in self._complex:
+            self._complex[key] = (_stft(self.y_hat, n_fft, hop, window),
+                                  _stft(self.y, n_fft, hop, window))
+        return self._complex[key]
+
+    def magnitude(self, n_fft: int, hop: int, window: Tensor) -> tuple[Tensor, Tensor]:
+        key = (n_fft, hop)
+        if key not in self._magnitude:
+            s_hat, s = self.complex(n_fft, hop, window)
+            self._magnitude[key] = (s_hat.abs().clamp(min=1e-7), s.abs().clamp(min=1e-7))
+        return self._magnitude[key]
 
 
 class _MultiResolution(nn.Module):
@@ -63,10 +89,12 @@ class MultiResolutionSTFTLoss(_MultiResolution):
                                                                    (128, 32))) -> None:
         super().__init__(resolutions)
 
-    def forward(self, y_hat: Tensor, y: Tensor) -> Tensor:
+    def forward(self, y_hat: Tensor, y: Tensor, spectra: Spectra | None = None) -> Tensor:
+        """``[B, 1, T]`` output and target -> scalar; ``spectra`` shares STFTs between losses."""
+        spectra = spectra or Spectra(y_hat, y)
         total = y.new_zeros(())
         for n_fft, hop, w in self.windows():
-            m_hat, m = stft_magnitude(y_hat, n_fft, hop, w), stft_magnitude(y, n_fft, hop, w)
+            m_hat, m = spectra.magnitude(n_fft, hop, w)
             sc = torch.linalg.norm(m - m_hat, dim=(1, 2)) / torch.linalg.norm(m, dim=(1, 2))
             total = total + sc.mean() + F.l1_loss(torch.log(m_hat), torch.log(m))
         return total / len(self.resolutions)
@@ -86,14 +114,15 @@ class MultiScaleMelLoss(nn.Module):
                                  persistent=False)
             self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
 
-    def log_mel(self, x: Tensor, n_fft: int) -> Tensor:
-        mag = stft_magnitude(x, n_fft, n_fft // 4, getattr(self, f"window_{n_fft}"))
-        return torch.log10((getattr(self, f"fb_{n_fft}") @ mag).clamp(min=1e-5))
-
-    def forward(self, y_hat: Tensor, y: Tensor) -> Tensor:
+    def forward(self, y_hat: Tensor, y: Tensor, spectra: Spectra | None = None) -> Tensor:
+        """``[B, 1, T]`` output and target -> scalar; ``spectra`` shares STFTs between losses."""
+        spectra = spectra or Spectra(y_hat, y)
         total = y.new_zeros(())
         for n_fft, _ in self.scales:
-            total = total + F.l1_loss(self.log_mel(y_hat, n_fft), self.log_mel(y, n_fft))
+            fb = getattr(self, f"fb_{n_fft}")
+            m_hat, m = spectra.magnitude(n_fft, n_fft // 4, getattr(self, f"window_{n_fft}"))
+            total = total + F.l1_loss(torch.log10((fb @ m_hat).clamp(min=1e-5)),
+                                      torch.log10((fb @ m).clamp(min=1e-5)))
         return total / len(self.scales)
 
 
@@ -156,11 +185,13 @@ class ComplexSTFTLoss(_MultiResolution):
         super().__init__(resolutions)
         self.power = power
 
-    def forward(self, y_hat: Tensor, y: Tensor) -> Tensor:
+    def forward(self, y_hat: Tensor, y: Tensor, spectra: Spectra | None = None) -> Tensor:
+        """``[B, 1, T]`` output and target -> scalar; ``spectra`` shares STFTs between losses."""
+        spectra = spectra or Spectra(y_hat, y)
         total = y.new_zeros(())
         for n_fft, hop, w in self.windows():
-            c_hat = compress(_stft(y_hat, n_fft, hop, w), self.power)
-            c = compress(_stft(y, n_fft, hop, w), self.power)
+            s_hat, s = spectra.complex(n_fft, hop, w)
+            c_hat, c = compress(s_hat, self.power), compress(s, self.power)
             mag_hat, mag = c_hat.norm(dim=-1), c.norm(dim=-1)
             total = total + F.mse_loss(c_hat, c) + F.mse_loss(mag_hat, mag)
         return total / len(self.resolutions)

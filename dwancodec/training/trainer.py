@@ -42,6 +42,7 @@ from .losses import (
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     PhaseLoss,
+    Spectra,
 )
 from .validate import validate
 
@@ -296,14 +297,15 @@ class Trainer:
         w = self.cfg.loss_weights
         on = {k for k, v in w.items() if v > 0}
         losses: dict[str, Tensor] = {}
+        spectra = Spectra(fake, audio)  # each STFT once, for every loss that uses it
         if "mel" in on:
-            losses["mel"] = self.mel_loss(fake, audio)
+            losses["mel"] = self.mel_loss(fake, audio, spectra)
         if "stft" in on:
-            losses["stft"] = self.stft_loss(fake, audio)
+            losses["stft"] = self.stft_loss(fake, audio, spectra)
         if "waveform_l1" in on:
             losses["waveform_l1"] = (fake - audio).abs().mean()
         if "complex_stft" in on:
-            losses["complex_stft"] = self.complex_loss(fake, audio)
+            losses["complex_stft"] = self.complex_loss(fake, audio, spectra)
         if on & {"phase_ip", "phase_gd", "phase_iaf"}:
             losses |= self.phase_loss(fake, audio)
         if "frame_mod" in on:
