@@ -8,8 +8,9 @@
 # Here, after it:          bash recipes/gpu_resume.sh unpack RUN_DIR FILES_AT
 #
 # .gpu/ must stay under the 64 MiB the device tool carries: the newest checkpoint (~44 MB with
-# optimizer state for the 3.7 M-parameter default, 58 MB with EMA weights) and a 16-bit FLAC subset of the training data
-# (speech-wb voices only, capped by GPU_DATA_MB). Not yet run on a device: no session of this
+# optimizer state for the 3.7 M-parameter default, 58 MB with EMA weights) and a 16-bit FLAC
+# subset of the training data (speech-wb voices only, capped by GPU_DATA_MB and by what the
+# checkpoint leaves). Not yet run on a device: no session of this
 # task was lent one when it was written.
 set -euo pipefail
 cmd=${1:?pack|device|unpack}
