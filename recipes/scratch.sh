@@ -12,7 +12,9 @@
 # cost wideband speech quality?). EMA=D keeps an exponential moving average of the weights
 # (decay D, e.g. 0.999) that validation and the bundles use; the checkpoints hold both, so
 # raw and averaged weights can be scored from the same run. ADV= and FM= set the adversarial
-# and feature-matching weights of the GAN variant (default 1 and 2).
+# and feature-matching weights of the GAN variant (default 1 and 2). DEPTH=N sets the decoder's
+# number of ConvNeXt blocks (default 6); with INIT= the blocks the source lacks start as the
+# identity, so a deeper trunk warm-starts from the source's exact function.
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -54,6 +56,10 @@ case $variant in
                             --set disc_segment_seconds=0.5) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
+if [[ -n ${DEPTH:-} ]]; then
+    if [[ $model == '{}' ]]; then model="{\"decoder.depth\": $DEPTH}"
+    else model="${model%\}}, \"decoder.depth\": $DEPTH}"; fi
+fi
 exec dwancodec train \
     --train-data-path "${train[@]}" \
     --val-data-path "$D/val-16k" --experiment-name "$name" \

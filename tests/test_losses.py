@@ -84,6 +84,29 @@ def test_init_from_copies_matching_tensors_and_keeps_a_new_head(tmp_path) -> Non
         init_weights(dst, str(tmp_path / "missing"))
 
 
+@pytest.mark.parametrize("extra", [1, 3])
+def test_init_from_a_shallower_decoder_keeps_its_function(tmp_path, extra: int) -> None:
+    """Warm-starting a deeper decoder trunk: the source's blocks are copied, the new ones
+    start as the identity (layer scale 0), so the new model decodes exactly as the source
+    does; one optimizer step then moves the new blocks' scales (they can grow in)."""
+    torch.manual_seed(0)
+    cfg = get_config("tiny")
+    src = Codec(cfg)
+    src.save_pretrained(tmp_path / "src")
+    deep = Codec(cfg.replace(**{"decoder.depth": cfg.decoder.depth + extra}))
+    report = init_weights(deep, str(tmp_path / "src"))
+    new = [f"decoder.blocks.{cfg.decoder.depth + i}" for i in range(extra)]
+    assert report.endswith("new residual blocks start as the identity: " + ", ".join(new))
+    x = torch.randn(2, 1, 4 * src.hop_length) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(deep.eval()(x).audio, src.eval()(x).audio, rtol=0, atol=0)
+    deep.train()
+    opt = torch.optim.SGD(deep.parameters(), lr=0.1)
+    (deep(x).audio - x).abs().mean().backward()
+    opt.step()
+    assert all(float(deep.get_parameter(f"{b}.gamma").abs().sum()) > 0 for b in new)
+
+
 def test_frame_modulation_loss_sees_a_frame_rate_dip_that_a_delay_does_not_cause() -> None:
     """A 6 dB dip in the first quarter of every code frame is penalised; the same signal
     shifted by a few samples (no frame-locked gain) is not; the gradient reaches the input."""

@@ -152,9 +152,20 @@ def init_weights(model: Codec, source: str) -> str:
         raise ValueError(f"--init-from {path}: no tensor matches this model's names and shapes")
     model.load_state_dict(taken, strict=False)
     fresh = sorted(k for k in own if k not in taken)
+    # A residual block the source does not have at all (a deeper trunk than the source's)
+    # starts as the identity: its layer scale is zeroed, so the warm-started model computes
+    # exactly the source's function and the block grows in from there (the gradient of the
+    # scale is not zero, that of the block's convs is until the scale moves; ReZero).
+    new_blocks = sorted({k.rsplit(".", 1)[0] for k in fresh if k.endswith(".gamma")
+                         if not any(t.startswith(k.rsplit(".", 1)[0] + ".") for t in taken)})
+    with torch.no_grad():
+        for block in new_blocks:
+            model.get_parameter(f"{block}.gamma").zero_()
     return (f"initialised {len(taken)}/{len(own)} tensors from {path}"
             + (f"; fresh: {', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}"
-               if fresh else ""))
+               if fresh else "")
+            + (f"; new residual blocks start as the identity: {', '.join(new_blocks)}"
+               if new_blocks else ""))
 
 
 class Trainer:
