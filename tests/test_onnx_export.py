@@ -503,3 +503,29 @@ def test_depthwise_conv_rewrites_compute_the_conv(channels: int, kernel: int, ex
            for m in (ref_bytes, model.SerializeToString())]
     assert run[0].shape == run[1].shape
     np.testing.assert_allclose(run[1], run[0], atol=1e-5)
+
+
+def test_int8_keeps_the_synthesis_basis_float(tmp_path: Path) -> None:
+    """The int8 decoder quantizes every learned MatMul weight but not the head's fixed
+    synthesis basis (its rounding is noise on every output sample): the basis MatMul is still
+    a float MatMul reading ``*.basis``, and the others are MatMulNBits. (The default dynamo
+    exporter keeps the buffer's name; the TorchScript one folds it into a Constant node,
+    which the quantizer never touches.)"""
+    from dwancodec.export.passes import inline_stored_half
+    from dwancodec.export.quantize import quantize_int8
+
+    export_onnx(tiny_codec(), tmp_path, try_offline=False, int8=False)
+    meta = json.loads((tmp_path / SIDECAR).read_text())
+    src = tmp_path / meta["graphs"]["decoder_step"]["file"]
+    float_model = onnx.load(str(src))
+    inline_stored_half(float_model)
+    consts = {t.name for t in float_model.graph.initializer}
+    learned = [n for n in float_model.graph.node if n.op_type == "MatMul"
+               and n.input[1] in consts and not n.input[1].endswith(".basis")]
+    counts = quantize_int8(src, tmp_path / "q.onnx")
+    assert counts["float_basis"] == 1
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    basis = [n for n in q.graph.node if n.op_type == "MatMul"
+             and any(i.endswith(".basis") for i in n.input)]
+    assert len(basis) == 1
+    assert counts["MatMulNBits"] == len(learned) > 0
