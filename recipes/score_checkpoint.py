@@ -12,7 +12,6 @@ and mel distance at n_q 2/4/8.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -33,9 +32,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     state = load_checkpoint(args.checkpoint, "cpu")
     cfg = CodecConfig.from_dict(state["model_config"])
-    train_cfg = state["train_config"]
-    if isinstance(train_cfg, str):
-        train_cfg = json.loads(train_cfg)
+    train_cfg = state["train_config"]  # the run's TrainConfig as a dict
     hop = cfg.hop_length
     seg = int(train_cfg["val_segment_seconds"] * cfg.sample_rate) // hop * hop
     batch = validation_segments(AudioCorpus((args.data,), cfg.sample_rate),

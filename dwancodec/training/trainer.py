@@ -156,8 +156,8 @@ def init_weights(model: Codec, source: str) -> str:
     # starts as the identity: its layer scale is zeroed, so the warm-started model computes
     # exactly the source's function and the block grows in from there (the gradient of the
     # scale is not zero, that of the block's convs is until the scale moves; ReZero).
-    new_blocks = sorted({k.rsplit(".", 1)[0] for k in fresh if k.endswith(".gamma")
-                         if not any(t.startswith(k.rsplit(".", 1)[0] + ".") for t in tensors)})
+    scaled = {k.removesuffix(".gamma") for k in fresh if k.endswith(".gamma")}
+    new_blocks = sorted(b for b in scaled if not any(t.startswith(b + ".") for t in tensors))
     with torch.no_grad():
         for block in new_blocks:
             model.get_parameter(f"{block}.gamma").zero_()
