@@ -14,7 +14,8 @@
 # raw and averaged weights can be scored from the same run. ADV= and FM= set the adversarial
 # and feature-matching weights of the GAN variant (default 1 and 2). DEPTH=N sets the decoder's
 # number of ConvNeXt blocks (default 6); with INIT= the blocks the source lacks start as the
-# identity, so a deeper trunk warm-starts from the source's exact function.
+# identity, so a deeper trunk warm-starts from the source's exact function. HEAD= sets the
+# decoder head (magphase, complex, mdct); with INIT= its output layer starts fresh.
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -56,6 +57,10 @@ case $variant in
                             --set disc_segment_seconds=0.5) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
+if [[ -n ${HEAD:-} ]]; then  # magphase, complex or mdct (a new head's output layer starts fresh)
+    if [[ $model == '{}' ]]; then model="{\"decoder.head\": \"$HEAD\"}"
+    else model="${model%\}}, \"decoder.head\": \"$HEAD\"}"; fi
+fi
 if [[ -n ${DEPTH:-} ]]; then
     if [[ $model == '{}' ]]; then model="{\"decoder.depth\": $DEPTH}"
     else model="${model%\}}, \"decoder.depth\": $DEPTH}"; fi
