@@ -57,14 +57,14 @@ case $variant in
                             --set disc_segment_seconds=0.5) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
-if [[ -n ${HEAD:-} ]]; then  # magphase, complex or mdct (a new head's output layer starts fresh)
-    if [[ $model == '{}' ]]; then model="{\"decoder.head\": \"$HEAD\"}"
-    else model="${model%\}}, \"decoder.head\": \"$HEAD\"}"; fi
-fi
-if [[ -n ${DEPTH:-} ]]; then
-    if [[ $model == '{}' ]]; then model="{\"decoder.depth\": $DEPTH}"
-    else model="${model%\}}, \"decoder.depth\": $DEPTH}"; fi
-fi
+# Adds "KEY": VALUE to the model overrides (VALUE as JSON).
+override() {
+    if [[ $model == '{}' ]]; then model="{\"$1\": $2}"
+    else model="${model%\}}, \"$1\": $2}"; fi
+}
+# magphase, complex or mdct (with INIT=, a new head's output layer starts fresh)
+if [[ -n ${HEAD:-} ]]; then override decoder.head "\"$HEAD\""; fi
+if [[ -n ${DEPTH:-} ]]; then override decoder.depth "$DEPTH"; fi
 exec dwancodec train \
     --train-data-path "${train[@]}" \
     --val-data-path "$D/val-16k" --experiment-name "$name" \
