@@ -82,6 +82,10 @@ class DecoderConfig:
     # "complex" (real + imaginary, a linear output) or "mdct" (``istft_hop`` real MDCT
     # coefficients; sine window, time-domain aliasing cancellation, needs n_fft = 2 * istft_hop).
     head: str = "magphase"
+    # Causal ConvNeXt blocks on the head's output at the synthesis-frame rate (``istft_hop``),
+    # ``coeffs_per_frame`` channels: the linear output layer alone confines the ``U`` frames of
+    # a code frame to a ``dim``-dimensional subspace (see ``dwancodec.nn.istft``). No latency.
+    subframe_depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,8 @@ class CodecConfig:
 
 
 # (section, field) added after dwancodec-16k v1; see CodecConfig.identity_json.
-LATER_FIELDS = (("decoder", "head"), ("quantizer", "stage_gain"))
+LATER_FIELDS = (("decoder", "head"), ("quantizer", "stage_gain"),
+                ("decoder", "subframe_depth"))
 _DEFAULT_SECTIONS = {"encoder": EncoderConfig(), "quantizer": QuantizerConfig(),
                      "decoder": DecoderConfig()}
 
@@ -199,7 +204,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "quantizer.dead_code_threshold": (0, 1e6), "quantizer.quantizer_dropout": (0, 1),
     "decoder.dim": (1, 4096), "decoder.depth": (0, 64), "decoder.kernel_size": (1, 63),
     "decoder.input_kernel_size": (1, 63), "decoder.mlp_ratio": (0.0625, 16),
-    "decoder.n_fft": (2, 16384), "decoder.istft_hop": (1, 8192),
+    "decoder.n_fft": (2, 16384), "decoder.istft_hop": (1, 8192), "decoder.subframe_depth": (0, 64),
 }
 MAX_TUPLE = 16          # entries of encoder.strides/channels/depths and quantizer.levels
 MAX_NAME = 200          # characters of a config name (the model identity adds 17)

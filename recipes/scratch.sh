@@ -15,7 +15,8 @@
 # and feature-matching weights of the GAN variant (default 1 and 2). DEPTH=N sets the decoder's
 # number of ConvNeXt blocks (default 6); with INIT= the blocks the source lacks start as the
 # identity, so a deeper trunk warm-starts from the source's exact function. HEAD= sets the
-# decoder head (magphase, complex, mdct); with INIT= its output layer starts fresh.
+# decoder head (magphase, complex, mdct); with INIT= its output layer starts fresh. SUBFRAME=N
+# adds N ConvNeXt blocks at the synthesis-frame rate to the head (with INIT=, as the identity).
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -65,6 +66,7 @@ override() {
 # magphase, complex or mdct (with INIT=, a new head's output layer starts fresh)
 if [[ -n ${HEAD:-} ]]; then override decoder.head "\"$HEAD\""; fi
 if [[ -n ${DEPTH:-} ]]; then override decoder.depth "$DEPTH"; fi
+if [[ -n ${SUBFRAME:-} ]]; then override decoder.subframe_depth "$SUBFRAME"; fi
 exec dwancodec train \
     --train-data-path "${train[@]}" \
     --val-data-path "$D/val-16k" --experiment-name "$name" \

@@ -23,6 +23,7 @@ VARIANTS = {
     "mdct": {"decoder.head": "mdct", "decoder.n_fft": 20},
     "short-window": {"decoder.n_fft": 20},
     "stage-gain": {"quantizer.stage_gain": 3.0},
+    "subframe": {"decoder.subframe_depth": 2},
 }
 
 
@@ -132,7 +133,10 @@ def test_new_fields_at_default_keep_the_identity() -> None:
     b = Codec(cfg.replace(**{"quantizer.stage_gain": 2.0}))
     b.load_state_dict(a.state_dict())
     assert '"head"' not in cfg.identity_json() and '"stage_gain"' not in cfg.identity_json()
+    assert '"subframe_depth"' not in cfg.identity_json()
     assert a.identity() != b.identity()
+    c = Codec(cfg.replace(**{"decoder.subframe_depth": 1}))
+    assert '"subframe_depth": 1' in c.config.identity_json() and c.identity() != a.identity()
 
 
 def test_stage_gain_refines_at_a_finer_scale() -> None:

@@ -84,18 +84,24 @@ def test_init_from_copies_matching_tensors_and_keeps_a_new_head(tmp_path) -> Non
         init_weights(dst, str(tmp_path / "missing"))
 
 
-@pytest.mark.parametrize("extra", [1, 3])
-def test_init_from_a_shallower_decoder_keeps_its_function(tmp_path, extra: int) -> None:
-    """Warm-starting a deeper decoder trunk: the source's blocks are copied, the new ones
-    start as the identity (layer scale 0), so the new model decodes exactly as the source
-    does; one optimizer step then moves the new blocks' scales (they can grow in)."""
+@pytest.mark.parametrize("grow", ["trunk+1", "trunk+3", "subframe+2"])
+def test_init_from_a_shallower_decoder_keeps_its_function(tmp_path, grow: str) -> None:
+    """Warm-starting a deeper decoder (trunk blocks, or sub-frame blocks in the head): the
+    source's blocks are copied, the new ones start as the identity (layer scale 0), so the new
+    model decodes exactly as the source does; one optimizer step then moves the new blocks'
+    scales (they can grow in)."""
     torch.manual_seed(0)
     cfg = get_config("tiny")
     src = Codec(cfg)
     src.save_pretrained(tmp_path / "src")
-    deep = Codec(cfg.replace(**{"decoder.depth": cfg.decoder.depth + extra}))
+    where, extra = grow.split("+")
+    if where == "trunk":
+        deep = Codec(cfg.replace(**{"decoder.depth": cfg.decoder.depth + int(extra)}))
+        new = [f"decoder.blocks.{cfg.decoder.depth + i}" for i in range(int(extra))]
+    else:
+        deep = Codec(cfg.replace(**{"decoder.subframe_depth": int(extra)}))
+        new = [f"decoder.head.refine.{i}" for i in range(int(extra))]
     report = init_weights(deep, str(tmp_path / "src"))
-    new = [f"decoder.blocks.{cfg.decoder.depth + i}" for i in range(extra)]
     assert report.endswith("new residual blocks start as the identity: " + ", ".join(new))
     x = torch.randn(2, 1, 4 * src.hop_length) * 0.1
     with torch.no_grad():

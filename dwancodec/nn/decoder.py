@@ -23,7 +23,8 @@ class Decoder(Stateful):
             for _ in range(cfg.depth)
         )
         self.out_norm = ChannelLayerNorm(cfg.dim)
-        self.head = ISTFTHead(cfg.dim, hop_length, cfg.n_fft, cfg.istft_hop, cfg.head)
+        self.head = ISTFTHead(cfg.dim, hop_length, cfg.n_fft, cfg.istft_hop, cfg.head,
+                              cfg.subframe_depth)
 
     def _stateful_children(self) -> list[tuple[str, Stateful]]:
         return [("embed", self.embed), *((f"blocks.{i}", b) for i, b in enumerate(self.blocks)),

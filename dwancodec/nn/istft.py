@@ -28,6 +28,14 @@ What a synthesis frame is made of (``DecoderConfig.head``):
 
 All three end in the same windowed overlap-add, so the streaming state is the same ``tail``.
 
+Sub-frame refinement (``DecoderConfig.subframe_depth``): the linear output layer maps one trunk
+vector to all ``U`` synthesis frames of a code frame, so those ``U * coeffs_per_frame`` numbers
+lie in a ``dim``-dimensional affine subspace (rank 256 for 648 outputs in the default). Causal
+ConvNeXt blocks at the synthesis-frame rate (``coeffs_per_frame`` channels) on the raw output
+lift that limit and let each synthesis frame see the ones before it. They only look back, and
+the frames of code frame ``t`` come from code frame ``t`` alone, so they add no latency; their
+state is each block's depthwise-conv cache (``refine.N.dwconv.cache``).
+
 The blind share (:func:`dwancodec.lengths.blind_share`) says how much of the output this
 zero-latency alignment makes the network extrapolate; shorter windows lower it.
 """
@@ -41,6 +49,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..streaming.state import State, Stateful, StateSpec
+from .convnext import ConvNeXtBlock
 
 
 def irfft_basis(n_fft: int, window: Tensor) -> Tensor:
@@ -95,11 +104,12 @@ def ola_envelope(window: Tensor, hop: int) -> Tensor:
 class ISTFTHead(Stateful):
     """``[B, dim, F]`` backbone features -> ``[B, F * hop]`` audio.
 
-    State ``tail``: ``[n_fft - istft_hop]``, the overlap-add samples after the last emitted one.
+    State ``tail``: ``[n_fft - istft_hop]``, the overlap-add samples after the last emitted one;
+    with ``refine_depth`` blocks also ``refine.N.dwconv.cache``: ``[coeffs_per_frame, 6]``.
     """
 
     def __init__(self, dim: int, hop_length: int, n_fft: int, istft_hop: int,
-                 kind: str = "magphase") -> None:
+                 kind: str = "magphase", refine_depth: int = 0) -> None:
         super().__init__()
         self.n_fft = n_fft
         self.istft_hop = istft_hop
@@ -118,32 +128,50 @@ class ISTFTHead(Stateful):
             basis = irfft_basis(n_fft, window)
             inv_envelope = 1.0 / ola_envelope(window, istft_hop)
         self.out = nn.Linear(dim, self.frames_per_code * self.coeffs_per_frame)
+        # mlp ratio 2 at 4x the frame rate: each block costs about one trunk block.
+        self.refine = nn.ModuleList(
+            ConvNeXtBlock(self.coeffs_per_frame, 7, 2.0, layer_scale=1.0 / refine_depth)
+            for _ in range(refine_depth)
+        )
         self.register_buffer("basis", basis, persistent=False)
         self.register_buffer("inv_envelope", inv_envelope, persistent=False)
 
     def state_spec(self) -> dict[str, StateSpec]:
-        return {"tail": StateSpec((self.n_fft - self.istft_hop,))}
+        spec = {"tail": StateSpec((self.n_fft - self.istft_hop,))}
+        spec.update(self.children_state_spec(
+            (f"refine.{i}", b) for i, b in enumerate(self.refine)))
+        return spec
 
-    def spectrum(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Features ``[B, dim, F]`` -> magnitude and phase, each ``[B, F * U, n_bins]``."""
+    def raw_frames(self, x: Tensor, state: State, new_state: State) -> Tensor:
+        """Features ``[B, dim, F]`` -> the network's per-synthesis-frame output
+        ``[B, F * U, coeffs_per_frame]`` (log-magnitude and phase for ``magphase``), refined by
+        the sub-frame blocks whose new caches go into ``new_state``."""
         b, _, f = x.shape
-        h = self.out(x.transpose(1, 2)).reshape(b, f * self.frames_per_code, 2 * self.n_bins)
+        h = self.out(x.transpose(1, 2)).reshape(b, f * self.frames_per_code,
+                                                self.coeffs_per_frame)
+        if len(self.refine):
+            h = h.transpose(1, 2)  # [B, C, F * U]: the blocks convolve over synthesis frames
+            for i, block in enumerate(self.refine):
+                h = self.step_child(f"refine.{i}", block, h, state, new_state)
+            h = h.transpose(1, 2)
+        return h
+
+    def coefficients_of(self, h: Tensor) -> Tensor:
+        """Raw frames ``[B, n, coeffs_per_frame]`` -> the basis input (``cat(re, im)`` of the
+        spectrum, or MDCT coefficients), same shape."""
+        if self.kind != "magphase":
+            return h
         log_mag, phase = h.split(self.n_bins, dim=-1)
         # exp keeps magnitudes positive; the clip avoids overflow early in training (as Vocos).
-        return torch.exp(log_mag).clamp(max=1e2), phase
-
-    def coefficients(self, x: Tensor) -> Tensor:
-        """Features ``[B, dim, F]`` -> per-frame coefficients ``[B, F * U, coeffs_per_frame]``
-        (``cat(re, im)`` of the spectrum, or MDCT coefficients), the input of the basis."""
-        if self.kind == "magphase":
-            mag, phase = self.spectrum(x)
-            return torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
-        b, _, f = x.shape
-        return self.out(x.transpose(1, 2)).reshape(b, f * self.frames_per_code,
-                                                   self.coeffs_per_frame)
+        mag = torch.exp(log_mag).clamp(max=1e2)
+        return torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        return self.overlap_add(self.coefficients(x) @ self.basis, state)
+        new_state: State = {}
+        coeffs = self.coefficients_of(self.raw_frames(x, state, new_state))
+        y, ola = self.overlap_add(coeffs @ self.basis, state)
+        new_state.update(ola)
+        return y, new_state
 
     def overlap_add(self, frames: Tensor, state: State) -> tuple[Tensor, State]:
         """Windowed synthesis frames ``[B, n, n_fft]`` (``U`` per code frame) + carried tail
