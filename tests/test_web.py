@@ -378,10 +378,16 @@ def test_live_microphone(page: Page, shipped: Any, speech: np.ndarray) -> None:
     x = _unb64(rec["input"], np.float32)
     assert f >= 0.6 * LIVE_SECONDS * shipped.frame_rate and len(x) == f * hop
     assert set(rec["nq"]) == {nq}
-    mid = x[len(x) // 4: len(x) // 4 + 16000]
+    mid = x[len(x) // 4: 3 * len(x) // 4]
     assert np.sqrt(np.mean(mid ** 2)) > 0.01, "the fake microphone delivered silence"
-    ncc = _best_ncc(np.tile(speech, 3), mid)
-    assert ncc > 0.95, f"the live input is not the speech file (correlation {ncc:.3f})"
+    # Short pieces, each matched on its own: a capture glitch (an underrun, dropped samples)
+    # shifts everything after it, so one long window straddling it correlates at no single
+    # offset; the median over pieces says whether the input is the file.
+    pieces = [p for p in np.split(mid[: len(mid) // 2000 * 2000], len(mid) // 2000)
+              if np.sqrt(np.mean(p ** 2)) > 0.01]
+    assert len(pieces) >= 4, f"only {len(pieces)} voiced 125 ms piece(s) in the live input"
+    ncc = float(np.median([_best_ncc(np.tile(speech, 3), p) for p in pieces]))
+    assert ncc > 0.95, f"the live input is not the speech file (median correlation {ncc:.3f})"
     # live codes and decode follow the same rules as the file path
     codes = _unb64(rec["codes"], np.int32).reshape(f, n_enc).T  # recorded frame-major
     lat = _unb64(rec["latents"], np.float32).reshape(f, -1).T
