@@ -87,9 +87,9 @@ def test_init_from_copies_matching_tensors_and_keeps_a_new_head(tmp_path) -> Non
 @pytest.mark.parametrize("grow", ["trunk+1", "trunk+3", "subframe+2"])
 def test_init_from_a_shallower_decoder_keeps_its_function(tmp_path, grow: str) -> None:
     """Warm-starting a deeper decoder (trunk blocks, or sub-frame blocks in the head): the
-    source's blocks are copied, the new ones start as the identity (layer scale 0), so the new
-    model decodes exactly as the source does; one optimizer step then moves the new blocks'
-    scales (they can grow in)."""
+    source's blocks are copied, the new ones start as the identity (last projection 0), so the
+    new model decodes exactly as the source does; one optimizer step then moves the new blocks'
+    weights (they can grow in)."""
     torch.manual_seed(0)
     cfg = get_config("tiny")
     src = Codec(cfg)
@@ -109,8 +109,13 @@ def test_init_from_a_shallower_decoder_keeps_its_function(tmp_path, grow: str) -
     deep.train()
     opt = torch.optim.SGD(deep.parameters(), lr=0.1)
     (deep(x).audio - x).abs().mean().backward()
+    # the new blocks' weights learn from the first step (their last projection starts at 0,
+    # their scale does not; a zero scale would leave every weight in the block without gradient)
+    assert all(float(deep.get_parameter(f"{b}.pw2.weight").grad.abs().sum()) > 0 for b in new)
+    assert all(float(deep.get_parameter(f"{b}.gamma").detach().abs().min()) > 0 for b in new)
     opt.step()
-    assert all(float(deep.get_parameter(f"{b}.gamma").detach().abs().sum()) > 0 for b in new)
+    assert all(float(deep.get_parameter(f"{b}.pw2.weight").detach().abs().sum()) > 0
+               for b in new)
 
 
 def test_frame_modulation_loss_sees_a_frame_rate_dip_that_a_delay_does_not_cause() -> None:
