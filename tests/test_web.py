@@ -386,7 +386,8 @@ def test_live_microphone(page: Page, shipped: Any, speech: np.ndarray) -> None:
     pieces = [p for p in np.split(mid[: len(mid) // 2000 * 2000], len(mid) // 2000)
               if np.sqrt(np.mean(p ** 2)) > 0.01]
     assert len(pieces) >= 4, f"only {len(pieces)} voiced 125 ms piece(s) in the live input"
-    ncc = float(np.median([_best_ncc(np.tile(speech, 3), p) for p in pieces]))
+    haystack = np.tile(speech, 3)
+    ncc = float(np.median([_best_ncc(haystack, p) for p in pieces]))
     assert ncc > 0.95, f"the live input is not the speech file (median correlation {ncc:.3f})"
     # live codes and decode follow the same rules as the file path
     codes = _unb64(rec["codes"], np.int32).reshape(f, n_enc).T  # recorded frame-major

@@ -23,6 +23,13 @@ class ConvNeXtBlock(Stateful):
         self.pw2 = nn.Linear(hidden, dim)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
 
+    @torch.no_grad()
+    def start_as_identity(self) -> None:
+        """Make the block compute the identity by zeroing its last projection (not ``gamma``:
+        the weights inside then still get gradients and the block grows in from step 1)."""
+        self.pw2.weight.zero_()
+        self.pw2.bias.zero_()
+
     def state_spec(self) -> dict[str, StateSpec]:
         return self.children_state_spec([("dwconv", self.dwconv)])
 

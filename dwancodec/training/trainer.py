@@ -130,16 +130,6 @@ def pick_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def start_as_identity(block: nn.Module) -> None:
-    """Make a residual block (``x + gamma * f(x)``) compute the identity: zero its last
-    projection ``pw2`` where it has one (its weights then still get gradients), else ``gamma``."""
-    last = getattr(block, "pw2", None)
-    params = [last.weight, last.bias] if isinstance(last, nn.Linear) else [block.gamma]
-    for t in params:
-        if t is not None:
-            t.zero_()
-
-
 def init_weights(model: Codec, source: str) -> str:
     """Copy model weights from a bundle folder, ``.safetensors`` file or training checkpoint
     into ``model``; tensors missing there or of another shape keep their initialisation.
@@ -171,9 +161,8 @@ def init_weights(model: Codec, source: str) -> str:
     # 0.003 after 3500 steps at lr 3e-4); with the projection at 0 it learns at once.
     scaled = {k.removesuffix(".gamma") for k in fresh if k.endswith(".gamma")}
     new_blocks = sorted(b for b in scaled if not any(t.startswith(b + ".") for t in tensors))
-    with torch.no_grad():
-        for block in new_blocks:
-            start_as_identity(model.get_submodule(block))
+    for block in new_blocks:
+        model.get_submodule(block).start_as_identity()
     return (f"initialised {len(taken)}/{len(own)} tensors from {path}"
             + (f"; fresh: {', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}"
                if fresh else "")
