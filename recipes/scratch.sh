@@ -15,8 +15,8 @@
 # and feature-matching weights of the GAN variant (default 1 and 2). DEPTH=N sets the decoder's
 # number of ConvNeXt blocks (default 6); with INIT= the blocks the source lacks start as the
 # identity, so a deeper trunk warm-starts from the source's exact function. ENC_DEPTH=N sets
-the number of ConvNeXt blocks in the encoder's last stage (256 channels at the 50 Hz code-frame
-rate; default 2); with INIT= the added blocks start as the identity too. HEAD= sets the
+# the number of ConvNeXt blocks in the encoder's last stage (256 channels at the 50 Hz code-frame
+# rate; default 2); with INIT= the added blocks start as the identity too. HEAD= sets the
 # decoder head (magphase, complex, mdct); with INIT= its output layer starts fresh. SUBFRAME=N
 # adds N ConvNeXt blocks at the synthesis-frame rate to the head (with INIT=, as the identity).
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
