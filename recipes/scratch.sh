@@ -19,6 +19,8 @@
 # rate; default 2); with INIT= the added blocks start as the identity too. HEAD= sets the
 # decoder head (magphase, complex, mdct); with INIT= its output layer starts fresh. SUBFRAME=N
 # adds N ConvNeXt blocks at the synthesis-frame rate to the head (with INIT=, as the identity).
+# STFT_W=W sets the MR-STFT loss weight (default 1, v1's): its spectral convergence term weighs
+# the loud bins, i.e. the low-band harmonics that recipes/error_split.py finds PESQ loses most on.
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -68,6 +70,7 @@ override() {
 # magphase, complex or mdct (with INIT=, a new head's output layer starts fresh)
 if [[ -n ${HEAD:-} ]]; then override decoder.head "\"$HEAD\""; fi
 if [[ -n ${DEPTH:-} ]]; then override decoder.depth "$DEPTH"; fi
+if [[ -n ${STFT_W:-} ]]; then weights=${weights/\"stft\": 1,/\"stft\": $STFT_W,}; fi
 if [[ -n ${ENC_DEPTH:-} ]]; then override encoder.depths "[1, 1, 1, $ENC_DEPTH]"; fi
 if [[ -n ${SUBFRAME:-} ]]; then override decoder.subframe_depth "$SUBFRAME"; fi
 exec dwancodec train \
