@@ -7,11 +7,14 @@ with the true phase: what a perfect phase would buy) and ``|X| e^{i angle Y}`` (
 with the model's phase: what perfect magnitudes would buy). Both hybrids go through the same
 STFT/ISTFT round trip as ``Y`` itself (scored too, as a check that the round trip changes
 nothing). Whichever hybrid scores far above the decode names the part of the signal that holds
-the model back.
+the model back. With ``--detail`` it also splits the magnitude: the true magnitude only below
+(or above) 1, 2 and 4 kHz, and the true fine structure (harmonics) on the decode's spectral
+envelope or the reverse (envelope = the magnitude smoothed over 9 bins, 281 Hz at 512), all
+with the decode's phase.
 
 Usage (repo root, venv active)::
 
-    python recipes/error_split.py dwancodec/assets/default [--n-q 4,8] [--n-fft 512]
+    python recipes/error_split.py dwancodec/assets/default [--n-q 4,8] [--n-fft 512] [--detail]
 """
 
 from __future__ import annotations
@@ -34,12 +37,38 @@ def resynth(mag: torch.Tensor, phase: torch.Tensor, n_fft: int, length: int) -> 
     return torch.istft(spec, n_fft, n_fft // 4, window=window, length=length).numpy()
 
 
+def smooth(mag: torch.Tensor, bins: int = 9) -> torch.Tensor:
+    """``[F, frames]`` -> the same, averaged over ``bins`` neighbouring frequency bins."""
+    kernel = torch.ones(1, 1, bins, dtype=mag.dtype) / bins
+    return torch.nn.functional.conv1d(mag.T[:, None], kernel, padding=bins // 2)[:, 0].T
+
+
+def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: bool
+            ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Input and decode STFTs ``[F, frames]`` -> name -> (magnitude, phase) to resynthesise."""
+    mx, my, px, py = sx.abs(), sy.abs(), sx.angle(), sy.angle()
+    out = {"decode": (my, py), "decode magnitude + true phase": (my, px),
+           "true magnitude + decode phase": (mx, py)}
+    if detail:
+        freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None] * sr / n_fft
+        for cut in (1000, 2000, 4000):
+            low = freqs < cut
+            out[f"true magnitude below {cut // 1000} kHz"] = (torch.where(low, mx, my), py)
+            out[f"true magnitude above {cut // 1000} kHz"] = (torch.where(low, my, mx), py)
+        env_x, env_y = smooth(mx).clamp(min=1e-9), smooth(my).clamp(min=1e-9)
+        out["true fine structure, decode envelope"] = (mx / env_x * env_y, py)
+        out["true envelope, decode fine structure"] = (my / env_y * env_x, py)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="bundle folder")
     p.add_argument("--clips", default="../shared/data/val-16k")
     p.add_argument("--n-q", default="2,4,8", help="stage counts (default: %(default)s)")
     p.add_argument("--n-fft", type=int, default=512, help="STFT size (default: %(default)s)")
+    p.add_argument("--detail", action="store_true",
+                   help="also split the magnitude by band and into envelope / fine structure")
     args = p.parse_args()
     torch.set_num_threads(1)
     model = Codec.from_pretrained(args.model).eval()
@@ -49,7 +78,6 @@ def main() -> None:
         raise SystemExit(f"error_split: no .flac under {args.clips}")
     sr, n_fft = model.sample_rate, args.n_fft
     window = torch.hann_window(n_fft, dtype=torch.float64)
-    kinds = ("decode", "decode magnitude + true phase", "true magnitude + decode phase")
     scores: dict[tuple[int, str], list[tuple[float, float]]] = {}
     for f in files:
         audio, _ = load_audio(f, sr)
@@ -60,22 +88,18 @@ def main() -> None:
             with torch.inference_mode():
                 y = model(torch.from_numpy(audio)[None, None], n_q).audio[0, 0].double()
             sy = torch.stft(y, n_fft, n_fft // 4, window=window, return_complex=True)
-            mixes = {
-                kinds[0]: resynth(sy.abs(), sy.angle(), n_fft, len(audio)),
-                kinds[1]: resynth(sy.abs(), sx.angle(), n_fft, len(audio)),
-                kinds[2]: resynth(sx.abs(), sy.angle(), n_fft, len(audio)),
-            }
-            for kind, est in mixes.items():
-                est = est.astype(np.float32)
+            for kind, (mag, phase) in hybrids(sx, sy, sr, n_fft, args.detail).items():
+                est = resynth(mag, phase, n_fft, len(audio)).astype(np.float32)
                 scores.setdefault((n_q, kind), []).append(
                     (pesq_wb(audio, est, sr), mel_distance(audio, est, sr)))
+    kinds = list(dict.fromkeys(k for _, k in scores))
     print(f"{model.identity()} on {len(files)} clips of {args.clips}, STFT {n_fft}: "
           "PESQ-WB / mel distance")
-    print("| n_q | " + " | ".join(kinds) + " |")
-    print("|---:|" + "---|" * len(kinds))
-    for n_q in n_qs:
-        cells = [np.mean(scores[(n_q, k)], axis=0) for k in kinds]
-        print(f"| {n_q} | " + " | ".join(f"{c[0]:.2f} / {c[1]:.3f}" for c in cells) + " |")
+    print("| resynthesised from | " + " | ".join(f"n_q {n}" for n in n_qs) + " |")
+    print("|---|" + "---|" * len(n_qs))
+    for kind in kinds:
+        cells = [np.mean(scores[(n, kind)], axis=0) for n in n_qs]
+        print(f"| {kind} | " + " | ".join(f"{c[0]:.2f} / {c[1]:.3f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":
