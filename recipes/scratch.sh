@@ -44,7 +44,7 @@ case ${TRAIN:-all} in
 esac
 if [[ -n ${INIT:-} ]]; then init=(--set "init_from=$INIT"); fi
 # default-v1's loss weights, spelled out so that "base" stays v1 when the defaults move on.
-V1='"waveform_l1": 0, "stft": 1, "mel": 15, "complex_stft": 0, "phase_ip": 0, "phase_gd": 0, "phase_iaf": 0'
+V1="\"waveform_l1\": 0, \"stft\": ${STFT_W:-1}, \"mel\": 15, \"complex_stft\": 0, \"phase_ip\": 0, \"phase_gd\": 0, \"phase_iaf\": 0"
 PHASE='"waveform_l1": 10, "complex_stft": 15, "phase_ip": 1, "phase_gd": 1, "phase_iaf": 1'
 model='{}'
 weights="{$V1}"
@@ -70,7 +70,6 @@ override() {
 # magphase, complex or mdct (with INIT=, a new head's output layer starts fresh)
 if [[ -n ${HEAD:-} ]]; then override decoder.head "\"$HEAD\""; fi
 if [[ -n ${DEPTH:-} ]]; then override decoder.depth "$DEPTH"; fi
-if [[ -n ${STFT_W:-} ]]; then weights=${weights/\"stft\": 1,/\"stft\": $STFT_W,}; fi
 if [[ -n ${ENC_DEPTH:-} ]]; then override encoder.depths "[1, 1, 1, $ENC_DEPTH]"; fi
 if [[ -n ${SUBFRAME:-} ]]; then override decoder.subframe_depth "$SUBFRAME"; fi
 exec dwancodec train \
