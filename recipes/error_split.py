@@ -30,11 +30,13 @@ from dwancodec.metrics import mel_distance, pesq_wb
 from dwancodec.model import Codec
 
 
-def resynth(mag: torch.Tensor, phase: torch.Tensor, n_fft: int, length: int) -> np.ndarray:
-    """``[F, frames]`` magnitude and phase -> ``[length]`` audio (Hann ISTFT, hop n_fft / 4)."""
-    spec = torch.polar(mag, phase)
-    window = torch.hann_window(n_fft, dtype=torch.float64)
-    return torch.istft(spec, n_fft, n_fft // 4, window=window, length=length).numpy()
+def resynth(mag: torch.Tensor, phase: torch.Tensor, window: torch.Tensor, length: int
+            ) -> np.ndarray:
+    """``[F, frames]`` magnitude and phase -> ``[length]`` audio (ISTFT with the analysis
+    ``window`` of ``n_fft`` samples, hop n_fft / 4)."""
+    n_fft = len(window)
+    return torch.istft(torch.polar(mag, phase), n_fft, n_fft // 4, window=window,
+                       length=length).numpy()
 
 
 def smooth(mag: torch.Tensor, bins: int = 9) -> torch.Tensor:
@@ -89,7 +91,7 @@ def main() -> None:
                 y = model(torch.from_numpy(audio)[None, None], n_q).audio[0, 0].double()
             sy = torch.stft(y, n_fft, n_fft // 4, window=window, return_complex=True)
             for kind, (mag, phase) in hybrids(sx, sy, sr, n_fft, args.detail).items():
-                est = resynth(mag, phase, n_fft, len(audio)).astype(np.float32)
+                est = resynth(mag, phase, window, len(audio)).astype(np.float32)
                 scores.setdefault((n_q, kind), []).append(
                     (pesq_wb(audio, est, sr), mel_distance(audio, est, sr)))
     kinds = list(dict.fromkeys(k for _, k in scores))
