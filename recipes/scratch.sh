@@ -21,6 +21,12 @@
 # adds N ConvNeXt blocks at the synthesis-frame rate to the head (with INIT=, as the identity).
 # STFT_W=W sets the MR-STFT loss weight (default 1, v1's): its spectral convergence term weighs
 # the loud bins, i.e. the low-band harmonics that recipes/error_split.py finds PESQ loses most on.
+# STFT_HR_W=W sets the weight of the same loss at 1024 and 2048 points (default 0), the
+# resolutions at which a voice's harmonics are separate peaks (losses.HARMONIC_RESOLUTIONS).
+# WAV_W=, CPLX_W= and PH_W= set the phase-aware weights (default 10, 15 and 1 for each of IP, GD,
+# IAF): waveform L1 and the complex STFT MSE are regression losses on phase-bearing values, so
+# where the phase is uncertain their optimum shrinks the magnitude (the smeared harmonics);
+# the anti-wrapping phase losses do not shrink it.
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -44,8 +50,9 @@ case ${TRAIN:-all} in
 esac
 if [[ -n ${INIT:-} ]]; then init=(--set "init_from=$INIT"); fi
 # default-v1's loss weights, spelled out so that "base" stays v1 when the defaults move on.
-V1="\"waveform_l1\": 0, \"stft\": ${STFT_W:-1}, \"mel\": 15, \"complex_stft\": 0, \"phase_ip\": 0, \"phase_gd\": 0, \"phase_iaf\": 0"
-PHASE='"waveform_l1": 10, "complex_stft": 15, "phase_ip": 1, "phase_gd": 1, "phase_iaf": 1'
+V1="\"waveform_l1\": 0, \"stft\": ${STFT_W:-1}, \"stft_hr\": ${STFT_HR_W:-0}, \"mel\": 15, \"complex_stft\": 0, \"phase_ip\": 0, \"phase_gd\": 0, \"phase_iaf\": 0"
+ph=${PH_W:-1}
+PHASE="\"waveform_l1\": ${WAV_W:-10}, \"complex_stft\": ${CPLX_W:-15}, \"phase_ip\": $ph, \"phase_gd\": $ph, \"phase_iaf\": $ph"
 model='{}'
 weights="{$V1}"
 gan=(--set gan_start_step=1000000000)

@@ -15,6 +15,8 @@ from typing import Any
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "waveform_l1": 10.0,
     "stft": 1.0,
+    # MR-STFT at harmonic resolution (1024 and 2048 points; losses.HARMONIC_RESOLUTIONS).
+    "stft_hr": 0.0,
     "mel": 15.0,
     "complex_stft": 15.0,
     "phase_ip": 1.0,

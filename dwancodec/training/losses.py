@@ -100,6 +100,14 @@ class MultiResolutionSTFTLoss(_MultiResolution):
         return total / len(self.resolutions)
 
 
+# Resolutions of the ``stft_hr`` loss: windows long enough to resolve the harmonics of a voice
+# (bin spacing 15.6 / 7.8 Hz at 16 kHz, Hann main lobe 62 / 31 Hz, under the 100-250 Hz between
+# the harmonics of adult speech). The MR-STFT loss's longest window (512, main lobe 125 Hz)
+# blurs neighbouring harmonics into one lobe, so it cannot tell a harmonic comb from its
+# smeared envelope: recipes/error_split.py finds that fine structure is where PESQ is lost.
+HARMONIC_RESOLUTIONS: tuple[tuple[int, int], ...] = ((1024, 256), (2048, 512))
+
+
 class MultiScaleMelLoss(nn.Module):
     """Log-mel L1 at several window sizes (DAC's multi-scale mel loss)."""
 

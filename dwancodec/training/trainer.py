@@ -37,6 +37,7 @@ from .data import AudioCorpus, Augment, SegmentDataset, validation_segments
 from .discriminators import Adversary
 from .logger import MetricLogger
 from .losses import (
+    HARMONIC_RESOLUTIONS,
     ComplexSTFTLoss,
     FrameModulationLoss,
     MultiResolutionSTFTLoss,
@@ -202,6 +203,7 @@ class Trainer:
         broadcast_module(self.adversary)
         self.mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(self.device)
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
+        self.stft_hr_loss = MultiResolutionSTFTLoss(HARMONIC_RESOLUTIONS).to(self.device)
         self.complex_loss = ComplexSTFTLoss().to(self.device)
         self.phase_loss = PhaseLoss().to(self.device)
         self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
@@ -315,6 +317,8 @@ class Trainer:
             losses["mel"] = self.mel_loss(fake, audio, spectra)
         if "stft" in on:
             losses["stft"] = self.stft_loss(fake, audio, spectra)
+        if "stft_hr" in on:
+            losses["stft_hr"] = self.stft_hr_loss(fake, audio, spectra)
         if "waveform_l1" in on:
             losses["waveform_l1"] = (fake - audio).abs().mean()
         if "complex_stft" in on:
