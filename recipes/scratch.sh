@@ -23,6 +23,8 @@
 # the loud bins, i.e. the low-band harmonics that recipes/error_split.py finds PESQ loses most on.
 # STFT_HR_W=W sets the weight of the same loss at 1024 and 2048 points (default 0), the
 # resolutions at which a voice's harmonics are separate peaks (losses.HARMONIC_RESOLUTIONS).
+# FREEZE=1 trains the decoder only (encoder and quantizer fixed, so the codes do not change;
+# the step skips the encoder's backward).
 # WAV_W=, CPLX_W= and PH_W= set the phase-aware weights (default 10, 15 and 1 for each of IP, GD,
 # IAF): waveform L1 and the complex STFT MSE are regression losses on phase-bearing values, so
 # where the phase is uncertain their optimum shrinks the magnitude (the smeared harmonics);
@@ -42,6 +44,7 @@ lr=()
 if [[ -n ${LR:-} ]]; then lr=(--lr "$LR"); fi
 extra=()
 if [[ -n ${EMA:-} ]]; then extra+=(--set "ema_decay=$EMA"); fi
+if [[ -n ${FREEZE:-} ]]; then extra+=(--set freeze_encoder=true); fi
 train=("$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" "$D/train-16k/speech-wb/ast-it")
 case ${TRAIN:-all} in
     all) train+=("$D/train-16k/speech-nb" "$D/train-16k/music-wb") ;;

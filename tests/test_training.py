@@ -16,7 +16,7 @@ from dwancodec.model import Codec
 from dwancodec.streaming import StreamingDecoder, StreamingEncoder
 from dwancodec.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from dwancodec.training.config import build_train_config
-from dwancodec.training.trainer import Trainer
+from dwancodec.training.trainer import Trainer, encoder_side_parameters
 
 DATA = str(Path(__file__).parent / "data")
 REPO = Path(__file__).parent.parent
@@ -48,6 +48,39 @@ def test_losses_finite_and_decreasing_on_a_fixed_batch(tmp_path: Path) -> None:
     gan = trainer.train_step(batch)
     for k in ("adversarial", "feature_matching", "discriminator"):
         assert torch.isfinite(torch.tensor(gan[k])), k
+
+
+def test_freeze_encoder_keeps_the_codes_and_trains_the_decoder(tmp_path: Path) -> None:
+    """With ``freeze_encoder`` the encoder and the quantizer (what decides the codes) stay
+    bit-identical, EMA weights included, while the decoder side learns; the
+    same steps without it move the encoder."""
+    def run(freeze: bool) -> tuple[Trainer, dict, torch.Tensor]:
+        trainer = Trainer(tiny_cfg(tmp_path / str(freeze), gan_start_step=10**6, lr=3e-3,
+                                   ema_decay=0.9, freeze_encoder=freeze), progress=False)
+        batch = next(iter(trainer.make_loader()))
+        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        first = trainer.train_step(batch)
+        for _ in range(20):
+            last = trainer.train_step(batch)
+        assert last["mel"] < first["mel"]
+        return trainer, before, batch
+
+    trainer, before, batch = run(True)
+    frozen = {id(p) for p in encoder_side_parameters(trainer.model)}
+    names = {n for n, p in trainer.model.named_parameters() if id(p) in frozen}
+    assert any(n.startswith("encoder.") for n in names)
+    assert any(n.startswith("quantizer.") for n in names)
+    after, ema = trainer.model.state_dict(), trainer.ema
+    for name in names:
+        assert torch.equal(after[name], before[name]), name
+        assert torch.equal(ema[name], before[name]), name
+    assert any(not torch.equal(after[n], before[n]) for n in after if n.startswith("decoder."))
+    with torch.no_grad():
+        fresh = Codec(trainer.model.config).eval()
+        fresh.load_state_dict(before)
+        assert torch.equal(trainer.model.eval().encode(batch), fresh.encode(batch))
+    moved, before, _ = run(False)
+    assert any(not torch.equal(moved.model.state_dict()[n], before[n]) for n in names)
 
 
 def _run_steps(trainer: Trainer, n: int) -> list[dict[str, float]]:

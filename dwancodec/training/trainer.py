@@ -171,6 +171,13 @@ def init_weights(model: Codec, source: str) -> str:
                if new_blocks else ""))
 
 
+def encoder_side_parameters(model: Codec) -> list[nn.Parameter]:
+    """What decides the codes: the encoder and the whole quantizer (a residual stage's input
+    is the latent minus the earlier stages' output projections, so those decide codes too)."""
+    return [p for name, p in model.named_parameters()
+            if name.startswith(("encoder.", "quantizer."))]
+
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs/resumes training."""
 
@@ -192,7 +199,11 @@ class Trainer:
         self.model = Codec(mc).to(self.device)
         self.init_report = init_weights(self.model, cfg.init_from) if cfg.init_from else ""
         broadcast_module(self.model)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+        if cfg.freeze_encoder:
+            for p in encoder_side_parameters(self.model):
+                p.requires_grad_(False)  # autograd then records nothing before the quantizer
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
+                                           lr=cfg.lr, betas=cfg.betas,
                                            weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
