@@ -15,7 +15,7 @@ import torch
 from dwancodec.model import Codec
 from dwancodec.streaming import StreamingDecoder, StreamingEncoder
 from dwancodec.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from dwancodec.training.config import build_train_config
+from dwancodec.training.config import DEFAULT_LOSS_WEIGHTS, build_train_config
 from dwancodec.training.trainer import Trainer, encoder_side_parameters
 
 DATA = str(Path(__file__).parent / "data")
@@ -33,8 +33,7 @@ def tiny_cfg(tmp_path: Path, **changes):
 
 
 def test_losses_finite_and_decreasing_on_a_fixed_batch(tmp_path: Path) -> None:
-    trainer = Trainer(tiny_cfg(tmp_path, gan_start_step=10**6, lr=3e-3,
-                               loss_weights={"stft_hr": 1.0}), progress=False)
+    trainer = Trainer(tiny_cfg(tmp_path, gan_start_step=10**6, lr=3e-3), progress=False)
     batch = next(iter(trainer.make_loader()))
     first = trainer.train_step(batch)
     for _ in range(60):
@@ -42,12 +41,31 @@ def test_losses_finite_and_decreasing_on_a_fixed_batch(tmp_path: Path) -> None:
     assert all(torch.isfinite(torch.tensor(v)) for v in last.values())
     assert last["mel"] < 0.9 * first["mel"]
     assert last["stft"] < first["stft"]
-    assert last["stft_hr"] < first["stft_hr"]  # a named entry once weighted
+    assert "stft_hr" not in last  # weight 0 by default: not computed
     # The GAN phase produces finite adversarial / feature-matching / discriminator losses.
     trainer.step = 10**6
     gan = trainer.train_step(batch)
     for k in ("adversarial", "feature_matching", "discriminator"):
         assert torch.isfinite(torch.tensor(gan[k])), k
+
+
+def test_loss_dict_keys_are_weight_names_and_the_total_is_their_weighted_sum(
+        tmp_path: Path) -> None:
+    """Every logged loss that has a weight enters the total as ``weight x value``: the total is
+    exactly that sum, and raising the new ``stft_hr`` weight from 1 to 3 (same seed, same first
+    batch) raises the total by twice its logged value."""
+    totals, values = [], []
+    for weight in (1.0, 3.0):
+        trainer = Trainer(tiny_cfg(tmp_path / str(weight), gan_start_step=10**6,
+                                   loss_weights={"stft_hr": weight}), progress=False)
+        log = trainer.train_step(next(iter(trainer.make_loader())))
+        weights = trainer.cfg.loss_weights
+        weighted = sum(weights[k] * v for k, v in log.items() if k in weights)
+        assert log["total"] == pytest.approx(weighted, rel=1e-5)
+        totals.append(log["total"])
+        values.append(log["stft_hr"])
+    assert values[0] == pytest.approx(values[1], rel=1e-6) and values[0] > 0
+    assert totals[1] - totals[0] == pytest.approx(2 * values[0], rel=1e-4)
 
 
 def test_freeze_encoder_keeps_the_codes_and_trains_the_decoder(tmp_path: Path) -> None:
@@ -178,7 +196,8 @@ def test_config_file_and_flags_compose(tmp_path: Path) -> None:
     ])
     cfg = config_from_args(args)
     assert cfg.batch_size == 4 and cfg.lr == 0.002 and cfg.gan_start_step == 7
-    assert cfg.loss_weights["mel"] == 10.0 and cfg.loss_weights["stft"] == 1.0
+    assert cfg.loss_weights["mel"] == 10.0  # from the file
+    assert cfg.loss_weights["stft"] == DEFAULT_LOSS_WEIGHTS["stft"]  # not in it: the default
     assert cfg.model_overrides["quantizer.kind"] == "ema"
     with pytest.raises(ValueError, match="unknown training config field"):
         build_train_config({}, {"nonsense": 1})
