@@ -75,9 +75,9 @@ class TrainConfig:
     max_minutes: float = 0.0
     # Train the decoder only: the encoder and the quantizer keep their weights (no gradient,
     # no optimizer state), so an FSQ/LFQ model's codes do not change (a VQ-EMA codebook still
-    # moves) and the step skips the encoder's backward pass (0.72x the CPU of a full step on
-    # the default model). For warm restarts where the decoder is the limit (training-log
-    # round 8: unrounded codes score the same as coded ones from 5 stages up).
+    # moves) and the step skips the encoder's backward pass (0.79x the CPU of a full step on
+    # the default model). For fine-tunes that must keep the tokens: as a recipe it is a little
+    # worse per step than training everything (training-log round 9, run q).
     freeze_encoder: bool = False
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
