@@ -171,11 +171,12 @@ def init_weights(model: Codec, source: str) -> str:
                if new_blocks else ""))
 
 
-def encoder_side_parameters(model: Codec) -> list[nn.Parameter]:
-    """What decides the codes: the encoder and the whole quantizer (a residual stage's input
-    is the latent minus the earlier stages' output projections, so those decide codes too)."""
-    return [p for name, p in model.named_parameters()
-            if name.startswith(("encoder.", "quantizer."))]
+def encoder_side_parameters(model: Codec) -> dict[str, nn.Parameter]:
+    """What decides the codes, by name: the encoder and the whole quantizer (a residual stage's
+    input is the latent minus the earlier stages' output projections, so those decide codes
+    too)."""
+    return {name: p for name, p in model.named_parameters()
+            if name.startswith(("encoder.", "quantizer."))}
 
 
 class Trainer:
@@ -200,7 +201,7 @@ class Trainer:
         self.init_report = init_weights(self.model, cfg.init_from) if cfg.init_from else ""
         broadcast_module(self.model)
         if cfg.freeze_encoder:
-            for p in encoder_side_parameters(self.model):
+            for p in encoder_side_parameters(self.model).values():
                 p.requires_grad_(False)  # autograd then records nothing before the quantizer
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
                                            lr=cfg.lr, betas=cfg.betas,
