@@ -23,6 +23,9 @@
 # the loud bins, i.e. the low-band harmonics that recipes/error_split.py finds PESQ loses most on.
 # STFT_HR_W=W sets the weight of the same loss at 1024 and 2048 points (default 0), the
 # resolutions at which a voice's harmonics are separate peaks (losses.HARMONIC_RESOLUTIONS).
+# EXTRA="DIR ..." adds training folders (e.g. /work/data-extra/train-16k from
+# recipes/fetch_extra_speech.sh: 41 more wideband voice groups in 22 languages, which default-v1
+# trained on and rounds 2-9 did not).
 # FREEZE=1 trains the decoder only (encoder and quantizer fixed, so the codes do not change;
 # the step skips the encoder's backward).
 # WAV_W=, CPLX_W= and PH_W= set the phase-aware weights (default 10, 15 and 1 for each of IP, GD,
@@ -51,6 +54,7 @@ case ${TRAIN:-all} in
     wb) ;;
     *) echo "unknown TRAIN=${TRAIN} (all or wb)" >&2; exit 2 ;;
 esac
+if [[ -n ${EXTRA:-} ]]; then read -r -a more <<< "$EXTRA"; train+=("${more[@]}"); fi
 if [[ -n ${INIT:-} ]]; then init=(--set "init_from=$INIT"); fi
 # default-v1's loss weights, spelled out so that "base" stays v1 when the defaults move on.
 V1="\"waveform_l1\": 0, \"stft\": ${STFT_W:-1}, \"stft_hr\": ${STFT_HR_W:-0}, \"mel\": 15, \"complex_stft\": 0, \"phase_ip\": 0, \"phase_gd\": 0, \"phase_iaf\": 0"
