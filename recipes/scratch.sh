@@ -25,7 +25,7 @@
 # resolutions at which a voice's harmonics are separate peaks (losses.HARMONIC_RESOLUTIONS).
 # EXTRA="DIR ..." adds training folders (e.g. /work/data-extra/train-16k from
 # recipes/fetch_extra_speech.sh: 41 more wideband voice groups in 22 languages, which default-v1
-# trained on and rounds 2-9 did not).
+# trained on and rounds 2-10 did not).
 # FREEZE=1 trains the decoder only (encoder and quantizer fixed, so the codes do not change;
 # the step skips the encoder's backward).
 # WAV_W=, CPLX_W= and PH_W= set the phase-aware weights (default 10, 15 and 1 for each of IP, GD,

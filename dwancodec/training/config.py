@@ -17,7 +17,7 @@ from typing import Any
 # on phase-bearing values that damp the harmonics where the phase is uncertain, to the MR-STFT
 # magnitudes (1 -> 5). Round 10 took both regressions to 0 (the anti-wrapping phase losses
 # alone hold the phase): the same quality as round 9's weights from the same start (full
-# clips: PESQ-WB within 0.02, STOI +0.001, mel -0.001; 0.2-0.4 dB less SI-SDR) for a step
+# clips: PESQ-WB within 0.02, STOI +0.001, mel -0.001; 0.2-0.5 dB less SI-SDR) for a step
 # 12 % cheaper (two losses fewer), so the same CPU buys more steps.
 # These are the shipped model's last weights (docs/training-log.md, rounds 9-10).
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
