@@ -11,8 +11,8 @@ from typing import Any
 
 # Phase-aware terms are on by default since the issue-12 ablation (today the anti-wrapping
 # phase losses; waveform L1 and complex STFT are named losses at weight 0): without any, no
-# head geometry got past PESQ-WB 1.10 (v1 trained on
-# mel + STFT magnitudes only; its weights are spelled out in recipes/scratch.sh "base").
+# head geometry got past PESQ-WB 1.10 (v1 trained on mel + STFT magnitudes only; its weights
+# are spelled out in recipes/scratch.sh "base").
 # Round 9 moved weight from waveform L1 (10 -> 1) and the complex STFT (15 -> 5), regressions
 # on phase-bearing values that damp the harmonics where the phase is uncertain, to the MR-STFT
 # magnitudes (1 -> 5). Round 10 took both regressions to 0 (the anti-wrapping phase losses
