@@ -16,6 +16,7 @@ from typing import Any
 
 QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
 HEAD_KINDS = ("magphase", "complex", "mdct")
+EXCITATION_KINDS = ("none", "harmonic")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,12 @@ class DecoderConfig:
     # Off by default: 2 blocks gained nothing over the control in 1 CPU hour (training-log
     # round 7).
     subframe_depth: int = 0
+    # "harmonic": each synthesis frame adds a learned complex filter applied to a band-limited
+    # pulse train at a predicted f0 with phase carried across frames (``dwancodec.nn.excitation``),
+    # so the voice's harmonics line up from frame to frame by construction instead of through
+    # learned per-frame phases. f0 is trained against a pitch track of the input (loss "f0").
+    # Not for the "mdct" head (its coefficients are real).
+    excitation: str = "none"
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,7 @@ class CodecConfig:
 
 # (section, field) added after dwancodec-16k v1; see CodecConfig.identity_json.
 LATER_FIELDS = (("decoder", "head"), ("quantizer", "stage_gain"),
-                ("decoder", "subframe_depth"))
+                ("decoder", "subframe_depth"), ("decoder", "excitation"))
 _DEFAULT_SECTIONS = {"encoder": EncoderConfig(), "quantizer": QuantizerConfig(),
                      "decoder": DecoderConfig()}
 
@@ -310,6 +317,12 @@ def validate_config(cfg: CodecConfig) -> None:
         raise ValueError(f"decoder.n_fft must be even, got {dec.n_fft}")
     if dec.head not in HEAD_KINDS:
         raise ValueError(f"decoder.head must be one of {HEAD_KINDS}, got {dec.head!r}")
+    if dec.excitation not in EXCITATION_KINDS:
+        raise ValueError(f"decoder.excitation must be one of {EXCITATION_KINDS}, "
+                         f"got {dec.excitation!r}")
+    if dec.excitation != "none" and dec.head == "mdct":
+        raise ValueError("decoder.excitation 'harmonic' needs a DFT head ('magphase' or "
+                         "'complex'), got decoder.head 'mdct'")
     if dec.head == "mdct" and dec.n_fft != 2 * dec.istft_hop:
         raise ValueError(
             f"decoder.head 'mdct' needs n_fft = 2 * istft_hop, got n_fft={dec.n_fft}, "

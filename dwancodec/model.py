@@ -22,6 +22,7 @@ from . import lengths
 from .config import CodecConfig, get_config
 from .nn.decoder import Decoder
 from .nn.encoder import Encoder
+from .nn.pitch import pitch_track
 from .quantization import QuantizerOutput, ResidualQuantizer
 from .streaming.state import State, StateSpec, check_state, prefixed, sub_state, zero_state
 from .validation import check_audio, check_codes, check_device, check_n_q
@@ -58,7 +59,8 @@ class Codec(nn.Module):
         self.config = config
         self.encoder = Encoder(config.encoder, config.latent_dim)
         self.quantizer = ResidualQuantizer(config.quantizer, config.latent_dim)
-        self.decoder = Decoder(config.decoder, config.latent_dim, config.hop_length)
+        self.decoder = Decoder(config.decoder, config.latent_dim, config.hop_length,
+                               config.sample_rate)
 
     # Geometry ---------------------------------------------------------------------------------
     @property
@@ -133,8 +135,18 @@ class Codec(nn.Module):
         """Training pass on ``[B, 1, T]`` with ``T`` a multiple of ``hop_length``."""
         latents = self.encoder(audio)
         q: QuantizerOutput = self.quantizer(latents, n_q)
-        recon = self.decoder(q.z_q)
-        return CodecOutput(recon, q.codes, latents, q.losses, q.metrics)
+        state = zero_state(self.decoder.state_spec(), audio.shape[0], audio.device)
+        recon, _, log_f0 = self.decoder.run(q.z_q, state)
+        losses, metrics = dict(q.losses), dict(q.metrics)
+        if log_f0 is not None:
+            # The excitation's f0 learns from the input's pitch track, weighted by how
+            # periodic each frame is (unvoiced frames teach nothing about f0).
+            dec = self.config.decoder
+            target, conf = pitch_track(audio[:, 0], self.sample_rate, dec.istft_hop, dec.n_fft)
+            err = (log_f0 - target).abs()
+            losses["f0"] = (err * conf).sum() / conf.sum().clamp_min(1.0)
+            metrics["voiced"] = conf.mean()
+        return CodecOutput(recon, q.codes, latents, losses, metrics)
 
     # Streaming steps --------------------------------------------------------------------------
     def encoder_state_spec(self) -> dict[str, StateSpec]:
@@ -245,7 +257,9 @@ class Codec(nn.Module):
             "latency_ms": self.latency_ms,
             "blind_share": round(self.blind_share, 4),
             "head": f"{self.config.decoder.head}, window {self.config.decoder.n_fft}, "
-                    f"hop {self.config.decoder.istft_hop}",
+                    f"hop {self.config.decoder.istft_hop}"
+                    + (f", {self.config.decoder.excitation} excitation"
+                       if self.config.decoder.excitation != "none" else ""),
             "num_codebooks": self.num_codebooks,
             "codebook_size": self.codebook_size,
             "bitrates_kbps": [round(self.bitrate(n) / 1000, 3)

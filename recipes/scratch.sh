@@ -26,6 +26,10 @@
 # EXTRA="DIR ..." adds training folders (e.g. /work/data-extra/train-16k from
 # recipes/fetch_extra_speech.sh: 41 more wideband voice groups in 22 languages, which default-v1
 # trained on and rounds 2-10 did not).
+# EXC=harmonic adds the harmonic excitation to the head (decoder.excitation: a learned complex
+# filter on a pulse train at a predicted f0 whose phase carries across frames; with INIT= its
+# filter starts at 0, so the run starts from the source's exact function). F0_W=W sets the
+# weight of its f0 loss (octaves of error against the input's pitch track; default 1).
 # FREEZE=1 trains the decoder only (encoder and quantizer fixed, so the codes do not change;
 # the step skips the encoder's backward).
 # WAV_W=, CPLX_W= and PH_W= set the phase-aware weights (default 10, 15 and 1 for each of IP, GD,
@@ -86,6 +90,8 @@ if [[ -n ${HEAD:-} ]]; then override decoder.head "\"$HEAD\""; fi
 if [[ -n ${DEPTH:-} ]]; then override decoder.depth "$DEPTH"; fi
 if [[ -n ${ENC_DEPTH:-} ]]; then override encoder.depths "[1, 1, 1, $ENC_DEPTH]"; fi
 if [[ -n ${SUBFRAME:-} ]]; then override decoder.subframe_depth "$SUBFRAME"; fi
+if [[ -n ${EXC:-} ]]; then override decoder.excitation "\"$EXC\""; fi
+if [[ -n ${F0_W:-} ]]; then weights="${weights%\}}, \"f0\": $F0_W}"; fi
 exec dwancodec train \
     --train-data-path "${train[@]}" \
     --val-data-path "$D/val-16k" --experiment-name "$name" \

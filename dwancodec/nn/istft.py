@@ -48,8 +48,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..streaming.state import State, Stateful, StateSpec
+from ..streaming.state import State, Stateful, StateSpec, prefixed, sub_state
 from .convnext import ConvNeXtBlock
+from .excitation import HarmonicExcitation
 
 
 def irfft_basis(n_fft: int, window: Tensor) -> Tensor:
@@ -105,11 +106,13 @@ class ISTFTHead(Stateful):
     """``[B, dim, F]`` backbone features -> ``[B, F * hop]`` audio.
 
     State ``tail``: ``[n_fft - istft_hop]``, the overlap-add samples after the last emitted one;
-    with ``refine_depth`` blocks also ``refine.N.dwconv.cache``: ``[coeffs_per_frame, 6]``.
+    with ``refine_depth`` blocks also ``refine.N.dwconv.cache``: ``[coeffs_per_frame, 6]``;
+    with the harmonic excitation also ``excitation.phase``: ``[1]``.
     """
 
     def __init__(self, dim: int, hop_length: int, n_fft: int, istft_hop: int,
-                 kind: str = "magphase", refine_depth: int = 0) -> None:
+                 kind: str = "magphase", refine_depth: int = 0, excitation: str = "none",
+                 sample_rate: int = 16000) -> None:
         super().__init__()
         self.n_fft = n_fft
         self.istft_hop = istft_hop
@@ -133,6 +136,9 @@ class ISTFTHead(Stateful):
             ConvNeXtBlock(self.coeffs_per_frame, 7, 2.0, layer_scale=1.0 / refine_depth)
             for _ in range(refine_depth)
         )
+        self.excitation = (
+            HarmonicExcitation(dim, self.frames_per_code, n_fft, istft_hop, sample_rate)
+            if excitation == "harmonic" else None)
         self.register_buffer("basis", basis, persistent=False)
         self.register_buffer("inv_envelope", inv_envelope, persistent=False)
 
@@ -140,6 +146,8 @@ class ISTFTHead(Stateful):
         spec = {"tail": StateSpec((self.n_fft - self.istft_hop,))}
         spec.update(self.children_state_spec(
             (f"refine.{i}", b) for i, b in enumerate(self.refine)))
+        if self.excitation is not None:
+            spec.update(prefixed("excitation", self.excitation.state_spec()))
         return spec
 
     def raw_frames(self, x: Tensor, state: State, new_state: State) -> Tensor:
@@ -166,11 +174,22 @@ class ISTFTHead(Stateful):
         mag = torch.exp(log_mag).clamp(max=1e2)
         return torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
 
-    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+    def run(self, x: Tensor, state: State) -> tuple[Tensor, State, Tensor | None]:
+        """(audio ``[B, F * hop]``, new state, predicted log2 f0 ``[B, F * U]`` or ``None``
+        without the excitation)."""
         new_state: State = {}
         coeffs = self.coefficients_of(self.raw_frames(x, state, new_state))
+        log_f0 = None
+        if self.excitation is not None:
+            harm, log_f0, s = self.excitation.run(x, sub_state(state, "excitation"))
+            coeffs = coeffs + harm
+            new_state.update(prefixed("excitation", s))
         y, ola = self.overlap_add(coeffs @ self.basis, state)
         new_state.update(ola)
+        return y, new_state, log_f0
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        y, new_state, _ = self.run(x, state)
         return y, new_state
 
     def overlap_add(self, frames: Tensor, state: State) -> tuple[Tensor, State]:

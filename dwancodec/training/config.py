@@ -32,6 +32,8 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "phase_iaf": 1.0,
     "residual": 0.0,
     "frame_mod": 0.0,
+    # octaves of f0 error of the harmonic excitation (decoder.excitation "harmonic" only)
+    "f0": 1.0,
     "commitment": 0.25,
     "codebook": 1.0,
     "entropy": 0.1,

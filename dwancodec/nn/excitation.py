@@ -1,0 +1,161 @@
+"""Harmonic excitation for the synthesis head: a filtered pulse train at a predicted f0.
+
+Why: the head's synthesis windows are 10 ms long, shorter than two periods of a low voice, so a
+voice's harmonics exist only as pulses placed at the right spot in successive windows, i.e. in
+the per-frame phases the network has to predict. The anti-wrapping phase losses stay near their
+random-phase values and the error split (docs/training-log.md, round 8) puts most of the lost
+PESQ in the harmonic fine structure below 2 kHz. A source-filter path makes that structure a
+property of the architecture (as the neural source-filter vocoders and DDSP do): the network
+predicts an f0 per synthesis frame and a complex filter per bin; the frame's pulse train
+carries its phase over from the previous frame, so consecutive windows agree where they
+overlap.
+
+Synthesis frame ``i`` (window ``[i * hop, i * hop + n_fft)``, see :mod:`dwancodec.nn.istft`)::
+
+    f0_i    = f0_min * (f0_max / f0_min) ** sigmoid(z_i)              (predicted, Hz; then
+                                                                     on a 1/256-octave grid)
+    c_i     = frac(phase + sum_{j < i} f0_j * hop / sr)              (cycles at the window start)
+    e_i[m]  = sum_{k=1}^{K_i} cos(2 pi k (c_i + f0_i m / sr)) / sqrt(K_i / 2),  m < n_fft
+    K_i     = floor(f_top / f0_i)                                    (harmonics below f_top)
+    X_i     = H_i * rfft(e_i)                                        (H_i: complex, predicted)
+
+so ``e_i`` and ``e_{i+1}`` start in phase where the second window begins and drift apart only
+by the change of f0 across the overlap. The harmonic sum is the Dirichlet kernel
+``sin((K + 1/2) t) / (2 sin(t / 2)) - 1/2`` (``K`` where ``sin(t / 2)`` is 0), so the cost does
+not grow with the number of harmonics. The state is the phase ``c`` (cycles in ``[0, 1)``) after
+the last frame; the per-hop advance is rounded to 2**-24 cycles and summed in float64, which
+is exact, so a long offline decode has the same phases as a stream of short steps. f0 reaches the excitation without a gradient (the gradient
+of a sinusoid in its frequency oscillates); it is learned from the pitch track of the input
+(:func:`dwancodec.nn.pitch.pitch_track`, loss ``f0``). ``H`` starts at 0, so a model warm-started
+from one without the excitation decodes exactly as before until training moves ``H``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..streaming.state import State, Stateful, StateSpec
+
+F0_MIN = 50.0   # Hz: the lowest voice f0 the excitation can follow
+F0_MAX = 500.0  # Hz
+F0_STEPS = 256  # f0 grid of the excitation, steps per octave
+TICKS = 1 << 24  # phase resolution: ticks per cycle (a float32 in [0, 1) holds it exactly)
+
+
+def rfft_basis(n_fft: int) -> Tensor:
+    """``[n_fft, 2 * (n_fft // 2 + 1)]`` matrix R with ``x @ R == cat(re, im)`` of ``rfft(x)``.
+
+    >>> x = torch.randn(3, 8)
+    >>> bool(torch.allclose(x @ rfft_basis(8), torch.cat([torch.fft.rfft(x).real,
+    ...                                                   torch.fft.rfft(x).imag], -1), atol=1e-5))
+    True
+    """
+    n = torch.arange(n_fft, dtype=torch.float64)[:, None]
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[None, :]
+    angle = 2 * math.pi * n * k / n_fft
+    return torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1).to(torch.float32)
+
+
+def harmonic_sum(theta: Tensor, k: Tensor) -> Tensor:
+    """``sum_{j=1}^{k} cos(j theta)`` for ``theta`` in ``[-pi, pi]``, ``k`` >= 1 (broadcast).
+
+    The Dirichlet kernel ``sin((k + 1/2) theta) / (2 sin(theta / 2)) - 1/2``; near
+    ``theta = 0``, where the ratio loses float32 precision, its Taylor series
+    ``k - theta**2 k (k + 1)(2 k + 1) / 12`` (the next term is below 1e-2 for k <= 160). On
+    ``[-pi, pi]`` the kernel's argument stays small where its denominator does.
+
+    >>> t = torch.tensor([0.0, 0.3, -3.0]); k = torch.tensor(5.0)
+    >>> bool(torch.allclose(harmonic_sum(t, k), sum(torch.cos(j * t) for j in range(1, 6)),
+    ...                     atol=1e-4))
+    True
+    """
+    half = torch.sin(0.5 * theta)
+    small = half.abs() < 1e-3
+    # The masked denominator keeps the unused branch finite, so no NaN reaches a gradient.
+    ratio = torch.sin((k + 0.5) * theta) / (2 * torch.where(small, torch.ones_like(half), half))
+    taylor = k - theta * theta * (k * (k + 1) * (2 * k + 1) / 12)
+    return torch.where(small, taylor, ratio - 0.5)
+
+
+class HarmonicExcitation(Stateful):
+    """Trunk features ``[B, dim, F]`` -> the harmonic part of ``F * U`` synthesis frames
+    ``[B, F * U, 2 * n_bins]`` (``cat(re, im)``) and their f0 ``[B, F * U]`` (log2 Hz).
+
+    State ``phase``: ``[1]``, the pulse train's phase in cycles after the last frame.
+    """
+
+    def __init__(self, dim: int, frames_per_code: int, n_fft: int, istft_hop: int,
+                 sample_rate: int) -> None:
+        super().__init__()
+        self.frames_per_code = frames_per_code
+        self.n_fft = n_fft
+        self.istft_hop = istft_hop
+        self.sample_rate = sample_rate
+        self.n_bins = n_fft // 2 + 1
+        self.f_top = 0.45 * sample_rate  # harmonics stop below Nyquist with some margin
+        self.f0 = nn.Linear(dim, frames_per_code)
+        self.filter = nn.Linear(dim, frames_per_code * 2 * self.n_bins)
+        # Zero filter: the path adds nothing until training moves it (warm starts decode as
+        # before).
+        nn.init.zeros_(self.filter.weight)
+        nn.init.zeros_(self.filter.bias)
+        self.register_buffer("basis", rfft_basis(n_fft), persistent=False)
+        self.register_buffer("offsets", torch.arange(n_fft, dtype=torch.float32),
+                             persistent=False)
+        # Tables over the f0 grid (index 0 = the grid point at or below F0_MIN).
+        self.grid_start = math.floor(math.log2(F0_MIN) * F0_STEPS)
+        grid = torch.arange(self.grid_start, math.ceil(math.log2(F0_MAX) * F0_STEPS) + 1,
+                            dtype=torch.float64)
+        f0 = torch.exp2(grid / F0_STEPS)
+        self.register_buffer("ticks", torch.round(f0 * istft_hop / sample_rate * TICKS).long(),
+                             persistent=False)  # phase advance per hop
+        self.register_buffer("rate", (f0 / sample_rate).float(), persistent=False)  # per sample
+        self.register_buffer("harmonics", torch.floor(self.f_top / f0).clamp_min(1).float(),
+                             persistent=False)  # K
+
+    def state_spec(self) -> dict[str, StateSpec]:
+        return {"phase": StateSpec((1,))}
+
+    def log2_f0(self, x: Tensor) -> Tensor:
+        """``[B, dim, F]`` -> predicted f0 per synthesis frame ``[B, F * U]`` (log2 Hz)."""
+        b, _, f = x.shape
+        z = self.f0(x.transpose(1, 2)).reshape(b, f * self.frames_per_code)
+        lo, hi = math.log2(F0_MIN), math.log2(F0_MAX)
+        return lo + (hi - lo) * torch.sigmoid(z)
+
+    def run(self, x: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
+        """(harmonic coefficients ``[B, n, 2 * n_bins]``, log2 f0 ``[B, n]``, new state)."""
+        b, _, f = x.shape
+        n = f * self.frames_per_code
+        log_f0 = self.log2_f0(x)
+        # No gradient through the sinusoids. f0 on a grid of 1/256 octave (4.7 cents, below
+        # what a listener resolves), and every quantity the phase needs read from tables of
+        # that grid: the phase integrates f0, so float noise (a long offline step and short
+        # streaming steps differ by ~1e-7, exp2 by an ulp between vector and scalar code)
+        # would make the two drift apart. On the grid, with the advance per hop in integer
+        # ticks of 2**-24 cycles, they agree exactly except where f0 sits on a rounding tie.
+        idx = (torch.round(log_f0.detach() * F0_STEPS) - self.grid_start).long()
+        idx = idx.clamp(0, self.ticks.shape[0] - 1)  # [B, n]
+        ticks = self.ticks[idx]  # int64 advance per hop
+        phase = torch.round(state["phase"] * TICKS).long()  # [B, 1], exact
+        ends = phase + torch.cumsum(ticks, dim=1)  # after each frame
+        starts = torch.remainder(ends - ticks, TICKS).float() * (1.0 / TICKS)  # [B, n], exact
+        t = starts[..., None] + self.rate[idx][..., None] * self.offsets  # [B, n, n_fft] cycles
+        theta = (2 * math.pi) * (t - torch.round(t))  # [-pi, pi]: see harmonic_sum
+        k = self.harmonics[idx][..., None]  # [B, n, 1]
+        e = harmonic_sum(theta, k) * torch.rsqrt(0.5 * k)  # unit rms
+        spec = e @ self.basis  # [B, n, 2 * n_bins]
+        er, ei = spec.split(self.n_bins, dim=-1)
+        h = self.filter(x.transpose(1, 2)).reshape(b, n, 2 * self.n_bins)
+        hr, hi = h.split(self.n_bins, dim=-1)
+        out = torch.cat([hr * er - hi * ei, hr * ei + hi * er], dim=-1)
+        last = torch.remainder(ends[:, -1:], TICKS) if n else phase
+        new_phase = last.float() * (1.0 / TICKS)
+        return out, log_f0, {"phase": new_phase}
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        out, _, new_state = self.run(x, state)
+        return out, new_state
