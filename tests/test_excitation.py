@@ -149,7 +149,7 @@ def test_config_rules() -> None:
     assert '"excitation"' not in cfg.identity_json()
     harm = cfg.replace(**{"decoder.excitation": "harmonic"})
     assert '"excitation": "harmonic"' in harm.identity_json()
-    with pytest.raises(ValueError, match="decoder.excitation must be one of"):
+    with pytest.raises(ValueError, match=r"decoder\.excitation must be one of"):
         cfg.replace(**{"decoder.excitation": "pulse"})
     with pytest.raises(ValueError, match="needs a DFT head"):
         cfg.replace(**{"decoder.excitation": "harmonic", "decoder.head": "mdct",

@@ -21,13 +21,15 @@ Synthesis frame ``i`` (window ``[i * hop, i * hop + n_fft)``, see :mod:`dwancode
 
 so ``e_i`` and ``e_{i+1}`` start in phase where the second window begins and drift apart only
 by the change of f0 across the overlap. The harmonic sum is the Dirichlet kernel
-``sin((K + 1/2) t) / (2 sin(t / 2)) - 1/2`` (``K`` where ``sin(t / 2)`` is 0), so the cost does
-not grow with the number of harmonics. The state is the phase ``c`` (cycles in ``[0, 1)``) after
-the last frame; the per-hop advance is rounded to 2**-24 cycles and summed in float64, which
-is exact, so a long offline decode has the same phases as a stream of short steps. f0 reaches the excitation without a gradient (the gradient
-of a sinusoid in its frequency oscillates); it is learned from the pitch track of the input
-(:func:`dwancodec.nn.pitch.pitch_track`, loss ``f0``). ``H`` starts at 0, so a model warm-started
-from one without the excitation decodes exactly as before until training moves ``H``.
+(:func:`harmonic_sum`), so the cost does not grow with the number of harmonics. The state is
+the phase ``c`` (cycles in ``[0, 1)``) after the last frame. f0 lies on a 1/256-octave grid
+and the phase advances in integer ticks of 2**-24 cycles read from a table of that grid, so a
+long offline decode has exactly the phases of a stream of short steps (except where f0 sits
+on a rounding tie of the grid). f0 reaches the excitation without a gradient (the gradient of
+a sinusoid in its frequency oscillates); it is learned from the pitch track of the input
+(:func:`dwancodec.nn.pitch.pitch_track`, loss ``f0``). ``H`` starts at 0, so a model
+warm-started from one without the excitation decodes exactly as before until training moves
+``H``.
 """
 
 from __future__ import annotations

@@ -30,11 +30,11 @@ def pitch_track(audio: Tensor, sample_rate: int, hop: int, n_fft: int, win: int 
 
     Example: a 200 Hz sawtooth at 16 kHz gives ``log2 f0 ~ 7.64`` (200 Hz) and confidence 1.
     """
-    b, t = audio.shape
+    t = audio.shape[-1]
     n = t // hop
     win = win or 2 * n_fft
-    lag_min = int(math.floor(sample_rate / F0_MAX))
-    lag_max = int(math.ceil(sample_rate / F0_MIN))
+    lag_min = math.floor(sample_rate / F0_MAX)
+    lag_max = math.ceil(sample_rate / F0_MIN)
     x = audio.float()
     centre = n_fft // 2
     # buffer of frame i: samples [i*hop + centre - win/2 - lag_max, i*hop + centre + win/2)
