@@ -136,13 +136,17 @@ class Codec(nn.Module):
         latents = self.encoder(audio)
         q: QuantizerOutput = self.quantizer(latents, n_q)
         state = zero_state(self.decoder.state_spec(), audio.shape[0], audio.device)
-        recon, _, log_f0 = self.decoder.run(q.z_q, state)
+        dec = self.config.decoder
+        teacher = target = conf = None
+        if dec.excitation != "none":
+            target, conf = pitch_track(audio[:, 0], self.sample_rate, dec.istft_hop, dec.n_fft)
+            if self.training:  # teacher forcing on the clearly periodic frames
+                teacher = torch.where(conf > 0.5, target, torch.full_like(target, math.nan))
+        recon, _, log_f0 = self.decoder.run(q.z_q, state, teacher)
         losses, metrics = dict(q.losses), dict(q.metrics)
-        if log_f0 is not None:
+        if log_f0 is not None and target is not None and conf is not None:
             # The excitation's f0 learns from the input's pitch track, weighted by how
             # periodic each frame is (unvoiced frames teach nothing about f0).
-            dec = self.config.decoder
-            target, conf = pitch_track(audio[:, 0], self.sample_rate, dec.istft_hop, dec.n_fft)
             err = (log_f0 - target).abs()
             losses["f0"] = (err * conf).sum() / conf.sum().clamp_min(1.0)
             metrics["voiced"] = conf.mean()

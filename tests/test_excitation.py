@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from dwancodec.config import get_config
 from dwancodec.model import Codec
-from dwancodec.nn.excitation import F0_STEPS, harmonic_sum, rfft_basis
+from dwancodec.nn.excitation import EXCITATION_RMS, F0_STEPS, harmonic_sum, rfft_basis
 from dwancodec.nn.istft import ISTFTHead
 from dwancodec.nn.pitch import pitch_track
 
@@ -93,9 +93,30 @@ def test_frames_join_into_one_continuous_pulse_train(f0_logit: float) -> None:
     n = torch.arange(y.shape[-1], dtype=torch.float64)
     theta = 2 * math.pi * torch.frac(n * rate)
     expected = sum(torch.cos(j * theta) for j in range(1, int(k) + 1)) / math.sqrt(k / 2)
+    expected = EXCITATION_RMS * expected
     start = 80  # before it, the window of the (silent) frame before the first is missing
     err = (y[start:] - expected[start:]).abs().max()
     assert err < 1e-3 * expected.abs().max()
+
+
+def test_a_teacher_f0_drives_the_pulse_train() -> None:
+    """Where the teacher is not NaN its f0 drives the excitation (the prediction is ignored);
+    where it is NaN the prediction does."""
+    head = pulse_head(0.0)  # predicts ~158 Hz
+    x = torch.zeros(1, 4, 40)
+    n = 40 * 4
+    teacher = torch.full((1, n), math.log2(200.0))
+    teacher[:, n // 2:] = math.nan
+    with torch.no_grad():
+        y, _, log_f0 = head.run(x, head.initial_state(1), teacher)
+    assert torch.allclose(log_f0, torch.full_like(log_f0, log_f0[0, 0].item()))
+    half = y.shape[-1] // 2
+    track, _ = pitch_track(y, SR, 80, 160)
+    hz = 2 ** track[0]
+    frames = track.shape[-1]
+    assert (hz[10: frames // 2 - 10] - 200.0).abs().max() < 2
+    assert (hz[frames // 2 + 10: -10] - 2 ** log_f0[0, 0]).abs().max() < 2
+    assert half == n * 80 // 2
 
 
 def test_the_excitation_state_carries_the_phase() -> None:

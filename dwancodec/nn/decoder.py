@@ -34,14 +34,16 @@ class Decoder(Stateful):
     def state_spec(self) -> dict[str, StateSpec]:
         return self.children_state_spec(self._stateful_children())
 
-    def run(self, z: Tensor, state: State) -> tuple[Tensor, State, Tensor | None]:
+    def run(self, z: Tensor, state: State, teacher: Tensor | None = None
+            ) -> tuple[Tensor, State, Tensor | None]:
         """(audio ``[B, 1, F * hop]``, new state, predicted log2 f0 ``[B, F * hop / istft_hop]``
-        of the harmonic excitation, ``None`` without one)."""
+        of the harmonic excitation, ``None`` without one). ``teacher``: the f0 that drives the
+        excitation in training (:meth:`dwancodec.nn.excitation.HarmonicExcitation.run`)."""
         new_state: State = {}
         x = self.in_norm(self.step_child("embed", self.embed, z, state, new_state))
         for i, block in enumerate(self.blocks):
             x = self.step_child(f"blocks.{i}", block, x, state, new_state)
-        y, s, log_f0 = self.head.run(self.out_norm(x), sub_state(state, "head"))
+        y, s, log_f0 = self.head.run(self.out_norm(x), sub_state(state, "head"), teacher)
         new_state.update(prefixed("head", s))
         return y.unsqueeze(1), new_state, log_f0
 

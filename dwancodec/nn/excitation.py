@@ -15,8 +15,8 @@ Synthesis frame ``i`` (window ``[i * hop, i * hop + n_fft)``, see :mod:`dwancode
     f0_i    = f0_min * (f0_max / f0_min) ** sigmoid(z_i)              (predicted, Hz; then
                                                                      on a 1/256-octave grid)
     c_i     = frac(phase + sum_{j < i} f0_j * hop / sr)              (cycles at the window start)
-    e_i[m]  = sum_{k=1}^{K_i} cos(2 pi k (c_i + f0_i m / sr)) / sqrt(K_i / 2),  m < n_fft
-    K_i     = floor(f_top / f0_i)                                    (harmonics below f_top)
+    e_i[m]  = 0.1 sum_{k=1}^{K_i} cos(2 pi k (c_i + f0_i m / sr)) / sqrt(K_i / 2), m < n_fft
+    K_i     = floor(f_top / f0_i)                               (harmonics below sr / 4)
     X_i     = H_i * rfft(e_i)                                        (H_i: complex, predicted)
 
 so ``e_i`` and ``e_{i+1}`` start in phase where the second window begins and drift apart only
@@ -27,7 +27,10 @@ and the phase advances in integer ticks of 2**-24 cycles read from a table of th
 long offline decode has exactly the phases of a stream of short steps (except where f0 sits
 on a rounding tie of the grid). f0 reaches the excitation without a gradient (the gradient of
 a sinusoid in its frequency oscillates); it is learned from the pitch track of the input
-(:func:`dwancodec.nn.pitch.pitch_track`, loss ``f0``). ``H`` starts at 0, so a model
+(:func:`dwancodec.nn.pitch.pitch_track`, loss ``f0``). In training the pulse train runs at
+that track's f0 where the input is clearly periodic (teacher forcing, as neural source-filter
+vocoders train): a filter learned against a still-wrong predicted f0 only adds noise (a first
+run without it doubled the mel distance in 1000 steps). ``H`` starts at 0, so a model
 warm-started from one without the excitation decodes exactly as before until training moves
 ``H``.
 """
@@ -44,6 +47,9 @@ from ..streaming.state import State, Stateful, StateSpec
 F0_MIN = 50.0   # Hz: the lowest voice f0 the excitation can follow
 F0_MAX = 500.0  # Hz
 F0_STEPS = 256  # f0 grid of the excitation, steps per octave
+# rms of the pulse train: about a voice's level, so that the filter starts near 1 and its
+# gradient does not dwarf the rest of the network's under one clipped norm
+EXCITATION_RMS = 0.1
 TICKS = 1 << 24  # phase resolution: ticks per cycle (a float32 in [0, 1) holds it exactly)
 
 
@@ -97,7 +103,10 @@ class HarmonicExcitation(Stateful):
         self.istft_hop = istft_hop
         self.sample_rate = sample_rate
         self.n_bins = n_fft // 2 + 1
-        self.f_top = 0.45 * sample_rate  # harmonics stop below Nyquist with some margin
+        # Harmonics below a quarter of the rate (4 kHz at 16 kHz), where the error split finds
+        # the lost PESQ; higher up, an f0 error of 1 % already misplaces a harmonic by a
+        # quarter of the spacing, and the head's own frames carry that band.
+        self.f_top = 0.25 * sample_rate
         self.f0 = nn.Linear(dim, frames_per_code)
         self.filter = nn.Linear(dim, frames_per_code * 2 * self.n_bins)
         # Zero filter: the path adds nothing until training moves it (warm starts decode as
@@ -128,18 +137,24 @@ class HarmonicExcitation(Stateful):
         lo, hi = math.log2(F0_MIN), math.log2(F0_MAX)
         return lo + (hi - lo) * torch.sigmoid(z)
 
-    def run(self, x: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
-        """(harmonic coefficients ``[B, n, 2 * n_bins]``, log2 f0 ``[B, n]``, new state)."""
+    def run(self, x: Tensor, state: State, teacher: Tensor | None = None
+            ) -> tuple[Tensor, Tensor, State]:
+        """(harmonic coefficients ``[B, n, 2 * n_bins]``, predicted log2 f0 ``[B, n]``, new
+        state). ``teacher`` (training only): log2 f0 ``[B, n]`` that drives the pulse train
+        instead of the prediction where it is not NaN."""
         b, _, f = x.shape
         n = f * self.frames_per_code
         log_f0 = self.log2_f0(x)
+        drive = log_f0.detach()
+        if teacher is not None:
+            drive = torch.where(torch.isnan(teacher), drive, teacher)
         # No gradient through the sinusoids. f0 on a grid of 1/256 octave (4.7 cents, below
         # what a listener resolves), and every quantity the phase needs read from tables of
         # that grid: the phase integrates f0, so float noise (a long offline step and short
         # streaming steps differ by ~1e-7, exp2 by an ulp between vector and scalar code)
         # would make the two drift apart. On the grid, with the advance per hop in integer
         # ticks of 2**-24 cycles, they agree exactly except where f0 sits on a rounding tie.
-        idx = (torch.round(log_f0.detach() * F0_STEPS) - self.grid_start).long()
+        idx = (torch.round(drive * F0_STEPS) - self.grid_start).long()
         idx = idx.clamp(0, self.ticks.shape[0] - 1)  # [B, n]
         ticks = self.ticks[idx]  # int64 advance per hop
         phase = torch.round(state["phase"] * TICKS).long()  # [B, 1], exact
@@ -148,7 +163,7 @@ class HarmonicExcitation(Stateful):
         t = starts[..., None] + self.rate[idx][..., None] * self.offsets  # [B, n, n_fft] cycles
         theta = (2 * math.pi) * (t - torch.round(t))  # [-pi, pi]: see harmonic_sum
         k = self.harmonics[idx][..., None]  # [B, n, 1]
-        e = harmonic_sum(theta, k) * torch.rsqrt(0.5 * k)  # unit rms
+        e = harmonic_sum(theta, k) * (EXCITATION_RMS * torch.rsqrt(0.5 * k))
         spec = e @ self.basis  # [B, n, 2 * n_bins]
         er, ei = spec.split(self.n_bins, dim=-1)
         h = self.filter(x.transpose(1, 2)).reshape(b, n, 2 * self.n_bins)

@@ -174,14 +174,16 @@ class ISTFTHead(Stateful):
         mag = torch.exp(log_mag).clamp(max=1e2)
         return torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
 
-    def run(self, x: Tensor, state: State) -> tuple[Tensor, State, Tensor | None]:
+    def run(self, x: Tensor, state: State, teacher: Tensor | None = None
+            ) -> tuple[Tensor, State, Tensor | None]:
         """(audio ``[B, F * hop]``, new state, predicted log2 f0 ``[B, F * U]`` or ``None``
-        without the excitation)."""
+        without the excitation). ``teacher``: see :meth:`HarmonicExcitation.run`."""
         new_state: State = {}
         coeffs = self.coefficients_of(self.raw_frames(x, state, new_state))
         log_f0 = None
         if self.excitation is not None:
-            harm, log_f0, s = self.excitation.run(x, sub_state(state, "excitation"))
+            harm, log_f0, s = self.excitation.run(x, sub_state(state, "excitation"),
+                                                      teacher)
             coeffs = coeffs + harm
             new_state.update(prefixed("excitation", s))
         y, ola = self.overlap_add(coeffs @ self.basis, state)
