@@ -73,8 +73,8 @@ def pulse_head(f0_logit: float) -> ISTFTHead:
         head.out.weight.zero_()
         head.out.bias.fill_(-40.0)  # log-magnitude: exp(-40) ~ 0
         ex = head.excitation
-        ex.f0.weight.zero_()
-        ex.f0.bias.fill_(f0_logit)
+        ex.f0[-1].weight.zero_()
+        ex.f0[-1].bias.fill_(f0_logit)
         ex.filter.bias.view(4, 2, -1)[:, 0] = 1.0  # H = 1 + 0i
     return head
 
@@ -145,11 +145,11 @@ def test_f0_is_trained_from_the_pitch_track_and_the_filter_from_the_audio() -> N
     out = codec(x)
     assert set(out.losses) >= {"f0"} and out.metrics["voiced"] > 0.5
     out.losses["f0"].backward(retain_graph=True)
-    assert ex.f0.weight.grad.abs().sum() > 0 and ex.filter.weight.grad is None
+    assert ex.f0[-1].weight.grad.abs().sum() > 0 and ex.filter.weight.grad is None
     codec.zero_grad()
     out.audio.pow(2).mean().backward()
     assert ex.filter.weight.grad.abs().sum() > 0
-    assert ex.f0.weight.grad is None or ex.f0.weight.grad.abs().sum() == 0
+    assert ex.f0[-1].weight.grad is None or ex.f0[-1].weight.grad.abs().sum() == 0
 
 
 def test_a_warm_start_without_the_excitation_decodes_as_before() -> None:

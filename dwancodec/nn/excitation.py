@@ -107,7 +107,9 @@ class HarmonicExcitation(Stateful):
         # the lost PESQ; higher up, an f0 error of 1 % already misplaces a harmonic by a
         # quarter of the spacing, and the head's own frames carry that band.
         self.f_top = 0.25 * sample_rate
-        self.f0 = nn.Linear(dim, frames_per_code)
+        # A one-hidden-layer readout: a linear one reached only ~190 cents median error on
+        # val-16k speech after 1000 steps (training-log round 11).
+        self.f0 = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, frames_per_code))
         self.filter = nn.Linear(dim, frames_per_code * 2 * self.n_bins)
         # Zero filter: the path adds nothing until training moves it (warm starts decode as
         # before).
