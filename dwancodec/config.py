@@ -16,7 +16,7 @@ from typing import Any
 
 QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
 HEAD_KINDS = ("magphase", "complex", "mdct")
-EXCITATION_KINDS = ("none", "harmonic")
+EXCITATION_KINDS = ("none", "harmonic", "tracked")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,9 @@ class DecoderConfig:
     # pulse train at a predicted f0 with phase carried across frames (``dwancodec.nn.excitation``),
     # so the voice's harmonics line up from frame to frame by construction instead of through
     # learned per-frame phases. f0 is trained against a pitch track of the input (loss "f0").
-    # Not for the "mdct" head (its coefficients are real).
+    # "tracked": the same pulse train at the f0 tracked on the head's own decode (causal, no
+    # latency, no f0 to learn), scaled by its voicing. Not for the "mdct" head (its
+    # coefficients are real).
     excitation: str = "none"
 
 
@@ -321,8 +323,8 @@ def validate_config(cfg: CodecConfig) -> None:
         raise ValueError(f"decoder.excitation must be one of {EXCITATION_KINDS}, "
                          f"got {dec.excitation!r}")
     if dec.excitation != "none" and dec.head == "mdct":
-        raise ValueError("decoder.excitation 'harmonic' needs a DFT head ('magphase' or "
-                         "'complex'), got decoder.head 'mdct'")
+        raise ValueError(f"decoder.excitation {dec.excitation!r} needs a DFT head ('magphase' "
+                         "or 'complex'), got decoder.head 'mdct'")
     if dec.head == "mdct" and dec.n_fft != 2 * dec.istft_hop:
         raise ValueError(
             f"decoder.head 'mdct' needs n_fft = 2 * istft_hop, got n_fft={dec.n_fft}, "

@@ -138,7 +138,7 @@ class Codec(nn.Module):
         state = zero_state(self.decoder.state_spec(), audio.shape[0], audio.device)
         dec = self.config.decoder
         teacher = target = conf = None
-        if dec.excitation != "none":
+        if dec.excitation == "harmonic":
             target, conf = pitch_track(audio[:, 0], self.sample_rate, dec.istft_hop, dec.n_fft)
             if self.training:  # teacher forcing on the clearly periodic frames
                 teacher = torch.where(conf > 0.5, target, torch.full_like(target, math.nan))

@@ -25,6 +25,7 @@ VARIANTS = {
     "stage-gain": {"quantizer.stage_gain": 3.0},
     "subframe": {"decoder.subframe_depth": 2},
     "harmonic": {"decoder.excitation": "harmonic"},
+    "tracked": {"decoder.excitation": "tracked"},
 }
 
 

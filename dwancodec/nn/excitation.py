@@ -96,9 +96,11 @@ class HarmonicExcitation(Stateful):
     """
 
     def __init__(self, dim: int, frames_per_code: int, n_fft: int, istft_hop: int,
-                 sample_rate: int) -> None:
+                 sample_rate: int, tracked: bool = False) -> None:
         super().__init__()
+        self.tracked = tracked
         self.frames_per_code = frames_per_code
+        self.hop = frames_per_code * istft_hop  # code frame
         self.n_fft = n_fft
         self.istft_hop = istft_hop
         self.sample_rate = sample_rate
@@ -109,7 +111,15 @@ class HarmonicExcitation(Stateful):
         self.f_top = 0.25 * sample_rate
         # A one-hidden-layer readout: a linear one reached only ~190 cents median error on
         # val-16k speech after 1000 steps (training-log round 11).
-        self.f0 = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, frames_per_code))
+        # "tracked" reads f0 off the head's own decoded audio instead (no f0 to learn).
+        self.f0 = None if tracked else nn.Sequential(
+            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, frames_per_code))
+        # Tracked: one code frame of decoded audio is the analysed segment, and the lags
+        # reach back to F0_MIN; the samples before the segment are the carried history.
+        # (whole code frames of history, so the buffers are slices of one reshape)
+        self.track_win = self.hop
+        need = self.track_win + math.ceil(sample_rate / F0_MIN) - self.hop
+        self.history = -(-need // self.hop) * self.hop
         self.filter = nn.Linear(dim, frames_per_code * 2 * self.n_bins)
         # Zero filter: the path adds nothing until training moves it (warm starts decode as
         # before).
@@ -130,10 +140,34 @@ class HarmonicExcitation(Stateful):
                              persistent=False)  # K
 
     def state_spec(self) -> dict[str, StateSpec]:
-        return {"phase": StateSpec((1,))}
+        spec = {"phase": StateSpec((1,))}
+        if self.tracked:
+            spec["history"] = StateSpec((self.history,))
+            spec["tail"] = StateSpec((self.n_fft - self.istft_hop,))
+        return spec
+
+    def track(self, audio: Tensor, history: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Decoded audio ``[B, F * hop]`` + history -> (log2 f0 ``[B, F]``, voicing confidence
+        ``[B, F]``, new history): the pitch of each code frame's block from it and the past
+        only (:func:`dwancodec.nn.pitch.nccf_pitch`), so it adds no latency."""
+        from .pitch import nccf_pitch  # pitch imports this module's constants
+
+        full = torch.cat([history, audio.detach()], dim=-1)
+        length = self.history + self.hop
+        f = audio.shape[-1] // self.hop
+        if f == 0:
+            empty = audio.new_zeros(audio.shape[0], 0)
+            return empty, empty, full[:, full.shape[-1] - self.history:]
+        blocks = full.reshape(full.shape[0], -1, self.hop)  # [B, history / hop + F, hop]
+        r = self.history // self.hop
+        buf = torch.cat([blocks[:, j: j + f] for j in range(r + 1)], dim=-1)  # [B, F, length]
+        log_f0, conf = nccf_pitch(buf, self.track_win, length - self.track_win,
+                                  self.sample_rate, direct=True)
+        return log_f0, conf, full[:, full.shape[-1] - self.history:]
 
     def log2_f0(self, x: Tensor) -> Tensor:
         """``[B, dim, F]`` -> predicted f0 per synthesis frame ``[B, F * U]`` (log2 Hz)."""
+        assert self.f0 is not None, "a tracked excitation predicts no f0"
         b, _, f = x.shape
         z = self.f0(x.transpose(1, 2)).reshape(b, f * self.frames_per_code)
         lo, hi = math.log2(F0_MIN), math.log2(F0_MAX)
@@ -144,12 +178,31 @@ class HarmonicExcitation(Stateful):
         """(harmonic coefficients ``[B, n, 2 * n_bins]``, predicted log2 f0 ``[B, n]``, new
         state). ``teacher`` (training only): log2 f0 ``[B, n]`` that drives the pulse train
         instead of the prediction where it is not NaN."""
-        b, _, f = x.shape
-        n = f * self.frames_per_code
         log_f0 = self.log2_f0(x)
         drive = log_f0.detach()
         if teacher is not None:
             drive = torch.where(torch.isnan(teacher), drive, teacher)
+        out, new_phase = self.filtered_pulses(x, state["phase"], drive, None)
+        return out, log_f0, {"phase": new_phase}
+
+    def run_tracked(self, x: Tensor, state: State, audio: Tensor
+                    ) -> tuple[Tensor, Tensor, State]:
+        """Like :meth:`run`, with f0 tracked on ``audio`` ``[B, F * hop]`` (the head's own
+        decode of these frames); the pulse train is scaled by the voicing confidence."""
+        log_f0, conf, history = self.track(audio, state["history"])
+        u = self.frames_per_code
+        drive = log_f0.repeat_interleave(u, dim=1)
+        out, new_phase = self.filtered_pulses(x, state["phase"], drive,
+                                              conf.repeat_interleave(u, dim=1))
+        return out, drive, {"phase": new_phase, "history": history}
+
+    def filtered_pulses(self, x: Tensor, phase_state: Tensor, drive: Tensor,
+                        gain: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Features ``[B, dim, F]``, phase ``[B, 1]``, f0 ``[B, n]`` (log2 Hz, no gradient),
+        optional per-frame gain ``[B, n]`` -> (``H * rfft(e)`` ``[B, n, 2 * n_bins]``, new
+        phase ``[B, 1]``)."""
+        b, _, f = x.shape
+        n = f * self.frames_per_code
         # No gradient through the sinusoids. f0 on a grid of 1/256 octave (4.7 cents, below
         # what a listener resolves), and every quantity the phase needs read from tables of
         # that grid: the phase integrates f0, so float noise (a long offline step and short
@@ -159,21 +212,22 @@ class HarmonicExcitation(Stateful):
         idx = (torch.round(drive * F0_STEPS) - self.grid_start).long()
         idx = idx.clamp(0, self.ticks.shape[0] - 1)  # [B, n]
         ticks = self.ticks[idx]  # int64 advance per hop
-        phase = torch.round(state["phase"] * TICKS).long()  # [B, 1], exact
+        phase = torch.round(phase_state * TICKS).long()  # [B, 1], exact
         ends = phase + torch.cumsum(ticks, dim=1)  # after each frame
         starts = torch.remainder(ends - ticks, TICKS).float() * (1.0 / TICKS)  # [B, n], exact
         t = starts[..., None] + self.rate[idx][..., None] * self.offsets  # [B, n, n_fft] cycles
         theta = (2 * math.pi) * (t - torch.round(t))  # [-pi, pi]: see harmonic_sum
         k = self.harmonics[idx][..., None]  # [B, n, 1]
         e = harmonic_sum(theta, k) * (EXCITATION_RMS * torch.rsqrt(0.5 * k))
+        if gain is not None:
+            e = e * gain[..., None]
         spec = e @ self.basis  # [B, n, 2 * n_bins]
         er, ei = spec.split(self.n_bins, dim=-1)
         h = self.filter(x.transpose(1, 2)).reshape(b, n, 2 * self.n_bins)
         hr, hi = h.split(self.n_bins, dim=-1)
         out = torch.cat([hr * er - hi * ei, hr * ei + hi * er], dim=-1)
         last = torch.remainder(ends[:, -1:], TICKS) if n else phase
-        new_phase = last.float() * (1.0 / TICKS)
-        return out, log_f0, {"phase": new_phase}
+        return out, last.float() * (1.0 / TICKS)
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         out, _, new_state = self.run(x, state)

@@ -137,8 +137,9 @@ class ISTFTHead(Stateful):
             for _ in range(refine_depth)
         )
         self.excitation = (
-            HarmonicExcitation(dim, self.frames_per_code, n_fft, istft_hop, sample_rate)
-            if excitation == "harmonic" else None)
+            HarmonicExcitation(dim, self.frames_per_code, n_fft, istft_hop, sample_rate,
+                               tracked=excitation == "tracked")
+            if excitation != "none" else None)
         self.register_buffer("basis", basis, persistent=False)
         self.register_buffer("inv_envelope", inv_envelope, persistent=False)
 
@@ -181,9 +182,19 @@ class ISTFTHead(Stateful):
         new_state: State = {}
         coeffs = self.coefficients_of(self.raw_frames(x, state, new_state))
         log_f0 = None
-        if self.excitation is not None:
-            harm, log_f0, s = self.excitation.run(x, sub_state(state, "excitation"),
-                                                      teacher)
+        ex = self.excitation
+        if ex is not None and ex.tracked:
+            # f0 from this head's own decode: overlap-add it first, track, then add the
+            # filtered pulses through their own overlap-add (same window, own tail).
+            y, ola = self.overlap_add(coeffs @ self.basis, state)
+            new_state.update(ola)
+            ex_state = sub_state(state, "excitation")
+            harm, _, s = ex.run_tracked(x, ex_state, y)
+            y_harm, ola = self.overlap_add(harm @ self.basis, ex_state)
+            new_state.update(prefixed("excitation", s | ola))
+            return y + y_harm, new_state, None
+        if ex is not None:
+            harm, log_f0, s = ex.run(x, sub_state(state, "excitation"), teacher)
             coeffs = coeffs + harm
             new_state.update(prefixed("excitation", s))
         y, ola = self.overlap_add(coeffs @ self.basis, state)

@@ -33,7 +33,6 @@ def pitch_track(audio: Tensor, sample_rate: int, hop: int, n_fft: int, win: int 
     t = audio.shape[-1]
     n = t // hop
     win = win or 2 * n_fft
-    lag_min = math.floor(sample_rate / F0_MAX)
     lag_max = math.ceil(sample_rate / F0_MIN)
     x = audio.float()
     centre = n_fft // 2
@@ -41,19 +40,47 @@ def pitch_track(audio: Tensor, sample_rate: int, hop: int, n_fft: int, win: int 
     left = lag_max + win // 2 - centre
     right = win // 2 + centre + hop
     xp = F.pad(x, (max(left, 0), right))[:, max(-left, 0):]
-    length = win + lag_max
-    buf = xp.unfold(1, length, hop)[:, :n]  # [B, n, win + lag_max]
-    seg = buf[..., lag_max:]  # [B, n, win]: the segment itself
-    size = 1 << (length + win - 1).bit_length()
-    # r[s] = sum_m seg[m] * buf[m + s]; lag tau = lag_max - s
-    r = torch.fft.irfft(torch.conj(torch.fft.rfft(seg, size)) * torch.fft.rfft(buf, size), size)
-    r = r[..., : lag_max + 1]
+    buf = xp.unfold(1, win + lag_max, hop)[:, :n]  # [B, n, win + lag_max]
+    return nccf_pitch(buf, win, lag_max, sample_rate)
+
+
+@torch.no_grad()
+def correlate(seg: Tensor, buf: Tensor, lag_max: int, direct: bool = False) -> Tensor:
+    """``r[..., s] = sum_m seg[..., m] * buf[..., m + s]`` for ``s`` in ``[0, lag_max]``.
+
+    By FFT, or (``direct``) as a gather of the shifted windows and a matmul: the form ONNX
+    exports (its exporters have no ``rfft``); a streaming step analyses one or two buffers,
+    so its cost does not matter there. Long inputs go through in chunks of 64 buffers.
+    """
+    win = seg.shape[-1]
+    if not direct:
+        size = 1 << (win + lag_max + win - 1).bit_length()
+        r = torch.fft.irfft(torch.conj(torch.fft.rfft(seg, size)) * torch.fft.rfft(buf, size),
+                            size)
+        return r[..., : lag_max + 1]
+    idx = torch.arange(lag_max + 1, device=buf.device)[:, None] \
+        + torch.arange(win, device=buf.device)[None, :]  # [lag_max + 1, win]
+    if torch.onnx.is_in_onnx_export() or buf.shape[-2] <= 64:
+        return (buf[..., idx] @ seg[..., None]).squeeze(-1)
+    return torch.cat([correlate(seg[..., i: i + 64, :], buf[..., i: i + 64, :], lag_max, True)
+                      for i in range(0, buf.shape[-2], 64)], dim=-2)
+
+
+@torch.no_grad()
+def nccf_pitch(buf: Tensor, win: int, lag_max: int, sample_rate: int, direct: bool = False
+               ) -> tuple[Tensor, Tensor]:
+    """Buffers ``[..., n, win + lag_max]`` (the analysed segment is the last ``win`` samples,
+    the ``lag_max`` before it the lags' past) -> (log2 f0 ``[..., n]``, confidence
+    ``[..., n]``). ``direct``: see :func:`correlate`."""
+    lag_min = math.floor(sample_rate / F0_MAX)
+    seg = buf[..., lag_max:]  # [..., win]: the segment itself
+    r = correlate(seg, buf, lag_max, direct)  # lag tau = lag_max - s
     sq = F.pad(torch.cumsum(buf * buf, dim=-1), (1, 0))
     e_buf = sq[..., win: win + lag_max + 1] - sq[..., : lag_max + 1]  # energy of buf[s:s+win]
     e_seg = sq[..., -1:] - sq[..., lag_max: lag_max + 1]
     nccf = r / torch.sqrt(e_buf * e_seg + 1e-9)
     nccf = nccf.flip(-1)  # index = lag
-    lags = nccf[..., lag_min: lag_max + 1]  # [B, n, L]
+    lags = nccf[..., lag_min: lag_max + 1]  # [..., L]
     best = lags.max(dim=-1, keepdim=True).values
     inner = lags[..., 1:-1]
     peak = (inner >= lags[..., :-2]) & (inner >= lags[..., 2:]) & (inner >= 0.9 * best)
