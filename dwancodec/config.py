@@ -16,7 +16,7 @@ from typing import Any
 
 QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
 HEAD_KINDS = ("magphase", "complex", "mdct")
-EXCITATION_KINDS = ("none", "harmonic", "tracked")
+EXCITATION_KINDS = ("none", "harmonic", "tracked", "locked")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ class DecoderConfig:
     # so the voice's harmonics line up from frame to frame by construction instead of through
     # learned per-frame phases. f0 is trained against a pitch track of the input (loss "f0").
     # "tracked": the same pulse train at the f0 tracked on the head's own decode (causal, no
-    # latency, no f0 to learn), scaled by its voicing. Not for the "mdct" head (its
+    # latency, no f0 to learn), scaled by its voicing. "locked": tracked, with the pulses
+    # placed where the decode's own pulses are (no free-running phase). Not for the "mdct" head (its
     # coefficients are real).
     excitation: str = "none"
 

@@ -26,6 +26,7 @@ VARIANTS = {
     "subframe": {"decoder.subframe_depth": 2},
     "harmonic": {"decoder.excitation": "harmonic"},
     "tracked": {"decoder.excitation": "tracked"},
+    "locked": {"decoder.excitation": "locked"},
 }
 
 

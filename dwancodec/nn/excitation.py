@@ -51,6 +51,8 @@ F0_STEPS = 256  # f0 grid of the excitation, steps per octave
 # gradient does not dwarf the rest of the network's under one clipped norm
 EXCITATION_RMS = 0.1
 TICKS = 1 << 24  # phase resolution: ticks per cycle (a float32 in [0, 1) holds it exactly)
+LOCK_HARMONICS = 6  # harmonics whose phases align a "locked" pulse train with the decode
+LOCK_GRID = 64      # phase grid of that alignment (cycles / 64)
 
 
 def rfft_basis(n_fft: int) -> Tensor:
@@ -96,9 +98,10 @@ class HarmonicExcitation(Stateful):
     """
 
     def __init__(self, dim: int, frames_per_code: int, n_fft: int, istft_hop: int,
-                 sample_rate: int, tracked: bool = False) -> None:
+                 sample_rate: int, tracked: bool = False, locked: bool = False) -> None:
         super().__init__()
-        self.tracked = tracked
+        self.tracked = tracked or locked
+        self.locked = locked
         self.frames_per_code = frames_per_code
         self.hop = frames_per_code * istft_hop  # code frame
         self.n_fft = n_fft
@@ -140,7 +143,7 @@ class HarmonicExcitation(Stateful):
                              persistent=False)  # K
 
     def state_spec(self) -> dict[str, StateSpec]:
-        spec = {"phase": StateSpec((1,))}
+        spec = {} if self.locked else {"phase": StateSpec((1,))}
         if self.tracked:
             spec["history"] = StateSpec((self.history,))
             spec["tail"] = StateSpec((self.n_fft - self.istft_hop,))
@@ -162,8 +165,14 @@ class HarmonicExcitation(Stateful):
         r = self.history // self.hop
         buf = torch.cat([blocks[:, j: j + f] for j in range(r + 1)], dim=-1)  # [B, F, length]
         log_f0, conf = nccf_pitch(buf, self.track_win, length - self.track_win,
-                                  self.sample_rate, direct=True)
+                                  self.sample_rate,
+                                  direct=torch.onnx.is_in_onnx_export())  # FFT is cheaper
         return log_f0, conf, full[:, full.shape[-1] - self.history:]
+
+    def grid_index(self, log_f0: Tensor) -> Tensor:
+        """log2 f0 -> index into the f0 grid's tables (nearest grid point, clamped)."""
+        idx = (torch.round(log_f0 * F0_STEPS) - self.grid_start).long()
+        return idx.clamp(0, self.ticks.shape[0] - 1)
 
     def log2_f0(self, x: Tensor) -> Tensor:
         """``[B, dim, F]`` -> predicted f0 per synthesis frame ``[B, F * U]`` (log2 Hz)."""
@@ -192,12 +201,42 @@ class HarmonicExcitation(Stateful):
         log_f0, conf, history = self.track(audio, state["history"])
         u = self.frames_per_code
         drive = log_f0.repeat_interleave(u, dim=1)
-        out, new_phase = self.filtered_pulses(x, state["phase"], drive,
-                                              conf.repeat_interleave(u, dim=1))
+        gain = conf.repeat_interleave(u, dim=1)
+        if self.locked:
+            starts = self.locked_starts(audio, log_f0)
+            out, _ = self.filtered_pulses(x, None, drive, gain, starts)
+            return out, drive, {"history": history}
+        out, new_phase = self.filtered_pulses(x, state["phase"], drive, gain)
         return out, drive, {"phase": new_phase, "history": history}
 
-    def filtered_pulses(self, x: Tensor, phase_state: Tensor, drive: Tensor,
-                        gain: Tensor | None) -> tuple[Tensor, Tensor]:
+    def locked_starts(self, audio: Tensor, log_f0: Tensor) -> Tensor:
+        """The pulse train's phase (cycles) at each synthesis window's start ``[B, F * U]``,
+        aligned with the decode's own periodicity: per code frame, the phase ``p`` that
+        maximises ``sum_k Re(c_k exp(-2 pi i k p))`` over a 64-point grid, where ``c_k`` is
+        the block's projection on harmonic ``k`` of its tracked f0 (k <= 6). So the pulses
+        land where the decode's glottal pulses are, and the filter adds to the decoded
+        harmonics instead of beating against them."""
+        b, t = audio.shape
+        f = t // self.hop
+        block = audio.detach().reshape(b, f, self.hop)
+        cyc = self.rate[self.grid_index(log_f0)]  # [B, F] cycles per sample, as the pulses
+        n = torch.arange(self.hop, dtype=audio.dtype, device=audio.device)
+        k = torch.arange(1, LOCK_HARMONICS + 1, dtype=audio.dtype, device=audio.device)
+        arg = 2 * math.pi * k[:, None] * n[None, :] * cyc[..., None, None]  # [B, F, K, hop]
+        re = (block[..., None, :] * torch.cos(arg)).sum(-1)  # [B, F, K]
+        im = -(block[..., None, :] * torch.sin(arg)).sum(-1)
+        grid = torch.arange(LOCK_GRID, dtype=audio.dtype, device=audio.device) / LOCK_GRID
+        ang = 2 * math.pi * k[:, None] * grid[None, :]  # [K, G]
+        score = re @ torch.cos(ang) + im @ torch.sin(ang)  # [B, F, G]
+        p = score.argmax(dim=-1).to(audio.dtype) / LOCK_GRID  # [B, F]
+        offs = torch.arange(self.frames_per_code, dtype=audio.dtype, device=audio.device)
+        starts = p[..., None] + cyc[..., None] * (offs * self.istft_hop)  # [B, F, U]
+        starts = starts.reshape(b, f * self.frames_per_code)
+        return starts - torch.floor(starts)
+
+    def filtered_pulses(self, x: Tensor, phase_state: Tensor | None, drive: Tensor,
+                        gain: Tensor | None, starts: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor | None]:
         """Features ``[B, dim, F]``, phase ``[B, 1]``, f0 ``[B, n]`` (log2 Hz, no gradient),
         optional per-frame gain ``[B, n]`` -> (``H * rfft(e)`` ``[B, n, 2 * n_bins]``, new
         phase ``[B, 1]``)."""
@@ -209,12 +248,16 @@ class HarmonicExcitation(Stateful):
         # streaming steps differ by ~1e-7, exp2 by an ulp between vector and scalar code)
         # would make the two drift apart. On the grid, with the advance per hop in integer
         # ticks of 2**-24 cycles, they agree exactly except where f0 sits on a rounding tie.
-        idx = (torch.round(drive * F0_STEPS) - self.grid_start).long()
-        idx = idx.clamp(0, self.ticks.shape[0] - 1)  # [B, n]
-        ticks = self.ticks[idx]  # int64 advance per hop
-        phase = torch.round(phase_state * TICKS).long()  # [B, 1], exact
-        ends = phase + torch.cumsum(ticks, dim=1)  # after each frame
-        starts = torch.remainder(ends - ticks, TICKS).float() * (1.0 / TICKS)  # [B, n], exact
+        idx = self.grid_index(drive)  # [B, n]
+        last = None
+        if starts is None:  # free-running: the phase carried over from the last frame
+            assert phase_state is not None
+            ticks = self.ticks[idx]  # int64 advance per hop
+            phase = torch.round(phase_state * TICKS).long()  # [B, 1], exact
+            ends = phase + torch.cumsum(ticks, dim=1)  # after each frame
+            starts = torch.remainder(ends - ticks, TICKS).float() * (1.0 / TICKS)  # exact
+            last = torch.remainder(ends[:, -1:], TICKS) if n else phase
+            last = last.float() * (1.0 / TICKS)
         t = starts[..., None] + self.rate[idx][..., None] * self.offsets  # [B, n, n_fft] cycles
         theta = (2 * math.pi) * (t - torch.round(t))  # [-pi, pi]: see harmonic_sum
         k = self.harmonics[idx][..., None]  # [B, n, 1]
@@ -226,8 +269,7 @@ class HarmonicExcitation(Stateful):
         h = self.filter(x.transpose(1, 2)).reshape(b, n, 2 * self.n_bins)
         hr, hi = h.split(self.n_bins, dim=-1)
         out = torch.cat([hr * er - hi * ei, hr * ei + hi * er], dim=-1)
-        last = torch.remainder(ends[:, -1:], TICKS) if n else phase
-        return out, last.float() * (1.0 / TICKS)
+        return out, last
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         out, _, new_state = self.run(x, state)

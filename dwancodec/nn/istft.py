@@ -138,7 +138,8 @@ class ISTFTHead(Stateful):
         )
         self.excitation = (
             HarmonicExcitation(dim, self.frames_per_code, n_fft, istft_hop, sample_rate,
-                               tracked=excitation == "tracked")
+                               tracked=excitation == "tracked",
+                               locked=excitation == "locked")
             if excitation != "none" else None)
         self.register_buffer("basis", basis, persistent=False)
         self.register_buffer("inv_envelope", inv_envelope, persistent=False)
