@@ -30,6 +30,7 @@
 # filter on a pulse train at a predicted f0 whose phase carries across frames; with INIT= its
 # filter starts at 0, so the run starts from the source's exact function). F0_W=W sets the
 # weight of its f0 loss (octaves of error against the input's pitch track; default 1).
+# EXC_LR=S scales the excitation filter's learning rate (default 1).
 # FREEZE=1 trains the decoder only (encoder and quantizer fixed, so the codes do not change;
 # the step skips the encoder's backward).
 # WAV_W=, CPLX_W= and PH_W= set the phase-aware weights (default 10, 15 and 1 for each of IP, GD,
@@ -52,6 +53,7 @@ if [[ -n ${LR:-} ]]; then lr=(--lr "$LR"); fi
 extra=()
 if [[ -n ${EMA:-} ]]; then extra+=(--set "ema_decay=$EMA"); fi
 if [[ -n ${FREEZE:-} ]]; then extra+=(--set freeze_encoder=true); fi
+if [[ -n ${EXC_LR:-} ]]; then extra+=(--set "excitation_lr_scale=$EXC_LR"); fi
 train=("$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" "$D/train-16k/speech-wb/ast-it")
 case ${TRAIN:-all} in
     all) train+=("$D/train-16k/speech-nb" "$D/train-16k/music-wb") ;;

@@ -85,6 +85,11 @@ class TrainConfig:
     # the default model). For fine-tunes that must keep the tokens: as a recipe it is a little
     # worse per step than training everything (training-log round 9, run q).
     freeze_encoder: bool = False
+    # Learning-rate multiplier of the decoder's excitation filter (decoder.excitation): at the
+    # full rate its Adam steps, sized like every weight's while its gradient is mostly noise
+    # (the pulses' phase is unrelated to the target's), add noise to the output
+    # (docs/training-log.md round 11).
+    excitation_lr_scale: float = 1.0
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
     precision: str = "fp32"

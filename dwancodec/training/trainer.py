@@ -203,8 +203,12 @@ class Trainer:
         if cfg.freeze_encoder:
             for p in encoder_side_parameters(self.model).values():
                 p.requires_grad_(False)  # autograd then records nothing before the quantizer
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
-                                           lr=cfg.lr, betas=cfg.betas,
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        slow = [p for n, p in trainable if ".excitation.filter." in n]
+        groups = [{"params": [p for n, p in trainable if ".excitation.filter." not in n]}]
+        if slow:
+            groups.append({"params": slow, "lr": cfg.lr * cfg.excitation_lr_scale})
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas,
                                            weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
