@@ -115,7 +115,7 @@ class HarmonicExcitation(Stateful):
         # A one-hidden-layer readout: a linear one reached only ~190 cents median error on
         # val-16k speech after 1000 steps (training-log round 11).
         # "tracked" reads f0 off the head's own decoded audio instead (no f0 to learn).
-        self.f0 = None if tracked else nn.Sequential(
+        self.f0 = None if self.tracked else nn.Sequential(
             nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, frames_per_code))
         # Tracked: one code frame of decoded audio is the analysed segment, and the lags
         # reach back to F0_MIN; the samples before the segment are the carried history.
