@@ -199,6 +199,7 @@ def _ort_profile(onnx_dir: str, x: Any, codes: Any, frames: int = 300) -> dict[s
 
     from dwancodec.runtime import OnnxCodec, load_sidecar, session_options
 
+    frames = min(frames, codes.shape[-1])  # --seconds below 6 gives fewer frames than 300
     meta = load_sidecar(onnx_dir)
     out: dict[str, Any] = {}
     rt = OnnxCodec(onnx_dir, use_full_graphs=False)
