@@ -89,14 +89,15 @@ class DecoderConfig:
     # Off by default: 2 blocks gained nothing over the control in 1 CPU hour (training-log
     # round 7).
     subframe_depth: int = 0
-    # "harmonic": each synthesis frame adds a learned complex filter applied to a band-limited
-    # pulse train at a predicted f0 with phase carried across frames (``dwancodec.nn.excitation``),
-    # so the voice's harmonics line up from frame to frame by construction instead of through
-    # learned per-frame phases. f0 is trained against a pitch track of the input (loss "f0").
-    # "tracked": the same pulse train at the f0 tracked on the head's own decode (causal, no
-    # latency, no f0 to learn), scaled by its voicing. "locked": tracked, with the pulses
-    # placed where the decode's own pulses are (no free-running phase). Not for the "mdct" head (its
-    # coefficients are real).
+    # Experimental (``dwancodec.nn.excitation``): each synthesis frame adds a learned complex
+    # filter applied to a band-limited pulse train, so a voice's harmonics line up from frame
+    # to frame by construction instead of through learned per-frame phases. f0 and the pulses'
+    # phase: "harmonic" predicts f0 (trained against a pitch track of the input, loss "f0")
+    # and runs the phase free; "tracked" tracks f0 on the head's own decode (causal, no
+    # latency), free phase; "locked" tracked, with the pulses placed where the decode's own
+    # pulses are. Not for the "mdct" head (its coefficients are real). Off by default: none
+    # of the three beat the control in 1000-4000 warm-start steps, and the tracked kinds cost
+    # 5x the decoder's ONNX step (training-log round 11).
     excitation: str = "none"
 
 
