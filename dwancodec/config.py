@@ -96,8 +96,8 @@ class DecoderConfig:
     # and runs the phase free; "tracked" tracks f0 on the head's own decode (causal, no
     # latency), free phase; "locked" tracked, with the pulses placed where the decode's own
     # pulses are. Not for the "mdct" head (its coefficients are real). Off by default: none
-    # of the three beat the control in 1000-4000 warm-start steps, and the tracked kinds cost
-    # 5x the decoder's ONNX step (training-log round 11).
+    # of the three beat the control in 1000-4000 warm-start steps, and "locked" costs 5.3x the
+    # decoder's ONNX step, mostly its pitch search (training-log round 11).
     excitation: str = "none"
 
 
