@@ -103,6 +103,25 @@ def test_freeze_encoder_keeps_the_codes_and_trains_the_decoder(tmp_path: Path) -
     assert any(not torch.equal(moved.model.state_dict()[n], before[n]) for n in names)
 
 
+def test_excitation_trains_with_its_own_learning_rate_and_f0_loss(tmp_path: Path) -> None:
+    """A harmonic excitation: the f0 loss is logged and falls on a fixed batch, and the filter
+    gets ``excitation_lr_scale`` times the learning rate through the whole schedule."""
+    trainer = Trainer(tiny_cfg(tmp_path, gan_start_step=10**6, lr=3e-3,
+                               model_overrides={"decoder.excitation": "harmonic"},
+                               excitation_lr_scale=0.1), progress=False)
+    filt = trainer.model.decoder.head.excitation.filter
+    groups = trainer.optimizer.param_groups
+    assert len(groups) == 2 and {id(p) for p in groups[1]["params"]} == {
+        id(filt.weight), id(filt.bias)}
+    batch = next(iter(trainer.make_loader()))
+    first = trainer.train_step(batch)
+    for _ in range(30):
+        last = trainer.train_step(batch)
+    assert last["f0"] < first["f0"] and "voiced" in last
+    assert groups[1]["lr"] == pytest.approx(0.1 * groups[0]["lr"])
+    assert filt.weight.abs().sum() > 0  # it trains (it starts at 0)
+
+
 def _run_steps(trainer: Trainer, n: int) -> list[dict[str, float]]:
     loader = iter(trainer.make_loader())
     return [trainer.train_step(next(loader)) for _ in range(n)]
