@@ -33,6 +33,13 @@ vocoders train): a filter learned against a still-wrong predicted f0 only adds n
 run without it doubled the mel distance in 1000 steps). ``H`` starts at 0, so a model
 warm-started from one without the excitation decodes exactly as before until training moves
 ``H``.
+
+Where f0 and the phase come from (``DecoderConfig.excitation``): ``harmonic`` as above;
+``tracked`` tracks f0 on the head's own decode of the same frames (:meth:`track`: the current
+code frame's block against its past, so no latency and nothing to learn) and scales the
+pulses by its voicing; ``locked`` also places the pulses where the decode's own pulses are
+(:meth:`locked_starts`) instead of running the phase free. An experiment: none beat the
+control in training-log round 11, so the default is ``none``.
 """
 
 from __future__ import annotations
@@ -94,7 +101,10 @@ class HarmonicExcitation(Stateful):
     """Trunk features ``[B, dim, F]`` -> the harmonic part of ``F * U`` synthesis frames
     ``[B, F * U, 2 * n_bins]`` (``cat(re, im)``) and their f0 ``[B, F * U]`` (log2 Hz).
 
-    State ``phase``: ``[1]``, the pulse train's phase in cycles after the last frame.
+    State: ``phase`` ``[1]``, the pulse train's phase in cycles after the last frame (not for
+    ``locked``, whose phase comes from the decode); for ``tracked`` and ``locked`` also
+    ``history`` ``[history]`` (the decode's last samples, for the pitch search) and ``tail``
+    ``[n_fft - istft_hop]`` (the pulses' own overlap-add tail).
     """
 
     def __init__(self, dim: int, frames_per_code: int, n_fft: int, istft_hop: int,

@@ -107,7 +107,7 @@ class ISTFTHead(Stateful):
 
     State ``tail``: ``[n_fft - istft_hop]``, the overlap-add samples after the last emitted one;
     with ``refine_depth`` blocks also ``refine.N.dwconv.cache``: ``[coeffs_per_frame, 6]``;
-    with the harmonic excitation also ``excitation.phase``: ``[1]``.
+    with an excitation also its state (:class:`HarmonicExcitation`) under ``excitation.``.
     """
 
     def __init__(self, dim: int, hop_length: int, n_fft: int, istft_hop: int,
