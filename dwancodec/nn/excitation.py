@@ -282,5 +282,7 @@ class HarmonicExcitation(Stateful):
         return out, last
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        if self.tracked:  # it needs the decode of the same frames: ISTFTHead.run passes it
+            raise TypeError("a tracked excitation runs through run_tracked(x, state, audio)")
         out, _, new_state = self.run(x, state)
         return out, new_state
