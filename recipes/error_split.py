@@ -10,11 +10,16 @@ nothing). Whichever hybrid scores far above the decode names the part of the sig
 the model back. With ``--detail`` it also splits the magnitude: the true magnitude only below
 (or above) 1, 2 and 4 kHz, and the true fine structure (harmonics) on the decode's spectral
 envelope or the reverse (envelope = the magnitude smoothed over 9 bins, 281 Hz at 512), all
-with the decode's phase.
+with the decode's phase. With ``--losses`` it also prints the training objective of each
+hybrid against the input (``DEFAULT_LOSS_WEIGHTS``: mel, MR-STFT and the anti-wrapping phase
+losses, weighted, mean over clips): does the objective score a hybrid that PESQ prefers as
+better than the decode (then the model is short of optimisation), or not (then the objective
+does not see what PESQ hears)?
 
 Usage (repo root, venv active)::
 
     python recipes/error_split.py dwancodec/assets/default [--n-q 4,8] [--n-fft 512] [--detail]
+        [--losses]
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ def main() -> None:
     p.add_argument("--n-fft", type=int, default=512, help="STFT size (default: %(default)s)")
     p.add_argument("--detail", action="store_true",
                    help="also split the magnitude by band and into envelope / fine structure")
+    p.add_argument("--losses", action="store_true",
+                   help="also the weighted training losses of each hybrid")
     args = p.parse_args()
     torch.set_num_threads(1)
     model = Codec.from_pretrained(args.model).eval()
@@ -81,6 +88,8 @@ def main() -> None:
     sr, n_fft = model.sample_rate, args.n_fft
     window = torch.hann_window(n_fft, dtype=torch.float64)
     scores: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    losses: dict[tuple[int, str], list[dict[str, float]]] = {}
+    objective = Objective(sr) if args.losses else None
     for f in files:
         audio, _ = load_audio(f, sr)
         audio = audio[: len(audio) // model.hop_length * model.hop_length]
@@ -94,6 +103,8 @@ def main() -> None:
                 est = resynth(mag, phase, window, len(audio)).astype(np.float32)
                 scores.setdefault((n_q, kind), []).append(
                     (pesq_wb(audio, est, sr), mel_distance(audio, est, sr)))
+                if objective is not None:
+                    losses.setdefault((n_q, kind), []).append(objective(est, audio))
     kinds = list(dict.fromkeys(k for _, k in scores))
     print(f"{model.identity()} on {len(files)} clips of {args.clips}, STFT {n_fft}: "
           "PESQ-WB / mel distance")
@@ -102,6 +113,38 @@ def main() -> None:
     for kind in kinds:
         cells = [np.mean(scores[(n, kind)], axis=0) for n in n_qs]
         print(f"| {kind} | " + " | ".join(f"{c[0]:.2f} / {c[1]:.3f}" for c in cells) + " |")
+    if objective is not None:
+        terms = list(losses[(n_qs[0], kinds[0])][0])
+        print("\nWeighted training losses against the input (mean over clips): "
+              + ", ".join(terms))
+        print("| resynthesised from | " + " | ".join(f"n_q {n}" for n in n_qs) + " |")
+        print("|---|" + "---|" * len(n_qs))
+        for kind in kinds:
+            cells = [" / ".join(f"{np.mean([d[t] for d in losses[(n, kind)]]):.3f}"
+                                for t in terms) for n in n_qs]
+            print(f"| {kind} | " + " | ".join(cells) + " |")
+
+
+class Objective:
+    """The weighted reconstruction losses of training (``DEFAULT_LOSS_WEIGHTS``), on numpy
+    audio: name -> weighted value, and their sum as ``total``."""
+
+    def __init__(self, sample_rate: int) -> None:
+        from dwancodec.training.config import DEFAULT_LOSS_WEIGHTS
+        from dwancodec.training.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, PhaseLoss
+
+        self.w = DEFAULT_LOSS_WEIGHTS
+        self.mel, self.stft = MultiScaleMelLoss(sample_rate), MultiResolutionSTFTLoss()
+        self.phase = PhaseLoss()
+
+    @torch.no_grad()
+    def __call__(self, est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+        y_hat, y = torch.from_numpy(est)[None, None], torch.from_numpy(ref)[None, None]
+        out = {"mel": self.w["mel"] * float(self.mel(y_hat, y)),
+               "stft": self.w["stft"] * float(self.stft(y_hat, y))}
+        out |= {k: self.w[k] * float(v) for k, v in self.phase(y_hat, y).items()}
+        out["total"] = sum(out.values())
+        return out
 
 
 if __name__ == "__main__":
