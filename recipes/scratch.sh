@@ -23,6 +23,7 @@
 # the loud bins, i.e. the low-band harmonics that recipes/error_split.py finds PESQ loses most on.
 # STFT_HR_W=W sets the weight of the same loss at 1024 and 2048 points (default 0), the
 # resolutions at which a voice's harmonics are separate peaks (losses.HARMONIC_RESOLUTIONS).
+# LB_W=W sets the weight of the low-band harmonic loss (losses.LowBandHarmonicLoss; default 0).
 # EXTRA="DIR ..." adds training folders (e.g. /work/data-extra/train-16k from
 # recipes/fetch_extra_speech.sh: 41 more wideband voice groups in 22 languages, which default-v1
 # trained on and rounds 2-10 did not).
@@ -94,6 +95,7 @@ if [[ -n ${ENC_DEPTH:-} ]]; then override encoder.depths "[1, 1, 1, $ENC_DEPTH]"
 if [[ -n ${SUBFRAME:-} ]]; then override decoder.subframe_depth "$SUBFRAME"; fi
 if [[ -n ${EXC:-} ]]; then override decoder.excitation "\"$EXC\""; fi
 if [[ -n ${F0_W:-} ]]; then weights="${weights%\}}, \"f0\": $F0_W}"; fi
+if [[ -n ${LB_W:-} ]]; then weights="${weights%\}}, \"lowband\": $LB_W}"; fi
 exec dwancodec train \
     --train-data-path "${train[@]}" \
     --val-data-path "$D/val-16k" --experiment-name "$name" \

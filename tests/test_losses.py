@@ -193,3 +193,23 @@ def test_shared_spectra_give_the_same_losses_and_gradients_with_half_the_stfts(
     # the same sums in another order: equal to float32 rounding of the largest gradient
     torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-5 * float(g0.abs().max()))
     assert (n0, n1) == (24, 12)
+
+
+def test_lowband_loss_sees_only_the_band_below_its_cutoff_and_not_the_level() -> None:
+    """Zero for a perfect output; the same for the same signals at another level; a tone
+    above the cutoff added to the output changes it by leakage only, the same tone below it
+    by far more."""
+    from dwancodec.training.losses import LowBandHarmonicLoss
+
+    loss = LowBandHarmonicLoss(16000)
+    g = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.randn(2, 1, 16000, generator=g)
+    y = x + 0.02 * torch.randn(2, 1, 16000, generator=g)
+    assert loss(x, x) == 0
+    assert loss(4 * y, 4 * x) == pytest.approx(float(loss(y, x)), rel=1e-3)
+    t = torch.arange(16000) / 16000
+    high = y + 0.05 * torch.sin(2 * torch.pi * 5000 * t)
+    low = y + 0.05 * torch.sin(2 * torch.pi * 500 * t)
+    base = float(loss(y, x))
+    assert abs(float(loss(high, x)) - base) < 0.05 * base
+    assert float(loss(low, x)) > 2 * base

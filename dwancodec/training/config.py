@@ -25,6 +25,9 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "stft": 5.0,
     # MR-STFT at harmonic resolution (1024 and 2048 points; losses.HARMONIC_RESOLUTIONS).
     "stft_hr": 0.0,
+    # Low-band harmonic loss (losses.LowBandHarmonicLoss): compressed magnitudes below 2 kHz at
+    # harmonic resolution, the structure the rest of the objective ranks last (round 11).
+    "lowband": 0.0,
     "mel": 15.0,
     "complex_stft": 0.0,
     "phase_ip": 1.0,

@@ -108,6 +108,39 @@ class MultiResolutionSTFTLoss(_MultiResolution):
 HARMONIC_RESOLUTIONS: tuple[tuple[int, int], ...] = ((1024, 256), (2048, 512))
 
 
+class LowBandHarmonicLoss(_MultiResolution):
+    """Power-compressed magnitude MSE below ``cutoff`` Hz at harmonic resolution, relative to
+    the target's power: ``mean((|S_hat|^c - |S|^c)^2) / mean(|S|^2c)`` over the bins below
+    the cutoff, averaged over :data:`HARMONIC_RESOLUTIONS`.
+
+    Why: the training objective ranks the low-band harmonic fine structure last
+    (``recipes/error_split.py --losses``, training-log round 11): mel and MR-STFT give more for
+    the true envelope on the decode's fine structure (+0.32 PESQ-WB) than for the true fine
+    structure on the decode's envelope (+0.85). Of the candidates scored on those hybrids,
+    this one prefers the fine structure most (3.4x: 0.062 -> 0.038 against 0.055 at 1024).
+    The compression (c = 0.3, as the complex STFT loss) keeps the harmonic peaks in charge
+    without letting the valleys between them dominate, which sank ``stft_hr``'s log term.
+    """
+
+    def __init__(self, sample_rate: int, cutoff: float = 2000.0, power: float = 0.3,
+                 resolutions: tuple[tuple[int, int], ...] = HARMONIC_RESOLUTIONS) -> None:
+        super().__init__(resolutions)
+        self.sample_rate, self.cutoff, self.power = sample_rate, cutoff, power
+
+    def forward(self, y_hat: Tensor, y: Tensor, spectra: Spectra | None = None) -> Tensor:
+        """``[B, 1, T]`` output and target -> scalar."""
+        spectra = spectra or Spectra(y_hat, y)
+        total = y.new_zeros(())
+        for n_fft, hop, w in self.windows():
+            m_hat, m = spectra.magnitude(n_fft, hop, w)
+            bins = int(self.cutoff * n_fft / self.sample_rate)
+            # (floor 1e-5: the gradient of x**0.3 grows without bound at 0)
+            a = m_hat[:, :bins].clamp_min(1e-5) ** self.power
+            b = m[:, :bins].clamp_min(1e-5) ** self.power
+            total = total + ((a - b) ** 2).mean() / (b * b).mean().clamp_min(1e-12)
+        return total / len(self.resolutions)
+
+
 class MultiScaleMelLoss(nn.Module):
     """Log-mel L1 at several window sizes (DAC's multi-scale mel loss)."""
 

@@ -40,6 +40,7 @@ from .losses import (
     HARMONIC_RESOLUTIONS,
     ComplexSTFTLoss,
     FrameModulationLoss,
+    LowBandHarmonicLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     PhaseLoss,
@@ -220,6 +221,7 @@ class Trainer:
         self.mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(self.device)
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
         self.stft_hr_loss = MultiResolutionSTFTLoss(HARMONIC_RESOLUTIONS).to(self.device)
+        self.lowband_loss = LowBandHarmonicLoss(cfg.sample_rate).to(self.device)
         self.complex_loss = ComplexSTFTLoss().to(self.device)
         self.phase_loss = PhaseLoss().to(self.device)
         self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
@@ -335,6 +337,8 @@ class Trainer:
             losses["stft"] = self.stft_loss(fake, audio, spectra)
         if "stft_hr" in on:
             losses["stft_hr"] = self.stft_hr_loss(fake, audio, spectra)
+        if "lowband" in on:
+            losses["lowband"] = self.lowband_loss(fake, audio, spectra)
         if "waveform_l1" in on:
             losses["waveform_l1"] = (fake - audio).abs().mean()
         if "complex_stft" in on:
