@@ -135,7 +135,7 @@ class Codec(nn.Module):
         """Training pass on ``[B, 1, T]`` with ``T`` a multiple of ``hop_length``."""
         latents = self.encoder(audio)
         q: QuantizerOutput = self.quantizer(latents, n_q)
-        state = zero_state(self.decoder.state_spec(), audio.shape[0], audio.device)
+        state = self.decoder.initial_state(audio.shape[0], audio.device)
         dec = self.config.decoder
         teacher = target = conf = None
         if dec.excitation == "harmonic":
