@@ -213,3 +213,8 @@ def test_lowband_loss_sees_only_the_band_below_its_cutoff_and_not_the_level() ->
     base = float(loss(y, x))
     assert abs(float(loss(high, x)) - base) < 0.05 * base
     assert float(loss(low, x)) > 2 * base
+    # the cut-off moves the band: up to 8 kHz the same 5 kHz tone counts (against 4 kHz of
+    # noise, so by less than the 500 Hz tone against 2 kHz)
+    wide = LowBandHarmonicLoss(16000, cutoff=8000.0)
+    assert float(wide(high, x)) > 1.3 * float(wide(y, x))
+

@@ -15,7 +15,7 @@ import torch
 from dwancodec.model import Codec
 from dwancodec.streaming import StreamingDecoder, StreamingEncoder
 from dwancodec.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from dwancodec.training.config import DEFAULT_LOSS_WEIGHTS, build_train_config
+from dwancodec.training.config import DEFAULT_LOSS_WEIGHTS, TrainConfig, build_train_config
 from dwancodec.training.trainer import Trainer, encoder_side_parameters
 
 DATA = str(Path(__file__).parent / "data")
@@ -201,6 +201,16 @@ def test_kill_during_checkpointing_never_leaves_a_corrupt_latest(tmp_path: Path)
     resumed = Trainer(build_train_config({}, {
         "model_config": "tiny", "train_data": [DATA], "save_dir": str(save)}), progress=False)
     assert resumed.resume() and resumed.step == step
+
+
+def test_lowband_cutoff_reaches_the_trainer_and_is_checked(tmp_path: Path) -> None:
+    """``lowband_cutoff_hz`` sets the band of the trainer's ``lowband`` loss; a cut-off outside
+    (0, sr/2] is refused with its name."""
+    trainer = Trainer(tiny_cfg(tmp_path, lowband_cutoff_hz=4000.0), progress=False)
+    assert trainer.lowband_loss.cutoff == 4000.0
+    for bad in (0.0, 9000.0):
+        with pytest.raises(ValueError, match="lowband_cutoff_hz"):
+            TrainConfig(lowband_cutoff_hz=bad)
 
 
 def test_config_file_and_flags_compose(tmp_path: Path) -> None:

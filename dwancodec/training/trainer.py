@@ -221,7 +221,8 @@ class Trainer:
         self.mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(self.device)
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
         self.stft_hr_loss = MultiResolutionSTFTLoss(HARMONIC_RESOLUTIONS).to(self.device)
-        self.lowband_loss = LowBandHarmonicLoss(cfg.sample_rate).to(self.device)
+        self.lowband_loss = LowBandHarmonicLoss(cfg.sample_rate,
+                                                cfg.lowband_cutoff_hz).to(self.device)
         self.complex_loss = ComplexSTFTLoss().to(self.device)
         self.phase_loss = PhaseLoss().to(self.device)
         self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
