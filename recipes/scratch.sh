@@ -66,7 +66,7 @@ esac
 if [[ -n ${EXTRA:-} ]]; then read -r -a more <<< "$EXTRA"; train+=("${more[@]}"); fi
 if [[ -n ${INIT:-} ]]; then init=(--set "init_from=$INIT"); fi
 # default-v1's loss weights, spelled out so that "base" stays v1 when the defaults move on.
-V1="\"waveform_l1\": 0, \"stft\": ${STFT_W:-1}, \"stft_hr\": ${STFT_HR_W:-0}, \"mel\": 15, \"complex_stft\": 0, \"phase_ip\": 0, \"phase_gd\": 0, \"phase_iaf\": 0"
+V1="\"waveform_l1\": 0, \"stft\": ${STFT_W:-1}, \"stft_hr\": ${STFT_HR_W:-0}, \"mel\": 15, \"complex_stft\": 0, \"phase_ip\": 0, \"phase_gd\": 0, \"phase_iaf\": 0, \"lowband\": ${LB_W:-0}"
 ph=${PH_W:-1}
 PHASE="\"waveform_l1\": ${WAV_W:-10}, \"complex_stft\": ${CPLX_W:-15}, \"phase_ip\": $ph, \"phase_gd\": $ph, \"phase_iaf\": $ph"
 model='{}'
@@ -97,7 +97,6 @@ if [[ -n ${ENC_DEPTH:-} ]]; then override encoder.depths "[1, 1, 1, $ENC_DEPTH]"
 if [[ -n ${SUBFRAME:-} ]]; then override decoder.subframe_depth "$SUBFRAME"; fi
 if [[ -n ${EXC:-} ]]; then override decoder.excitation "\"$EXC\""; fi
 if [[ -n ${F0_W:-} ]]; then weights="${weights%\}}, \"f0\": $F0_W}"; fi
-if [[ -n ${LB_W:-} ]]; then weights="${weights%\}}, \"lowband\": $LB_W}"; fi
 exec dwancodec train \
     --train-data-path "${train[@]}" \
     --val-data-path "$D/val-16k" --experiment-name "$name" \
