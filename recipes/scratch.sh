@@ -24,7 +24,8 @@
 # STFT_HR_W=W sets the weight of the same loss at 1024 and 2048 points (default 0), the
 # resolutions at which a voice's harmonics are separate peaks (losses.HARMONIC_RESOLUTIONS).
 # LB_W=W sets the weight of the low-band harmonic loss (losses.LowBandHarmonicLoss; default 0),
-# LB_CUT=HZ its upper edge (default 2000).
+# LB_CUT=HZ its upper edge (default 2000). PH_RES= sets the (n_fft, hop) pairs of the phase
+# losses as JSON (default [[320, 80]]; e.g. [[320, 80], [1024, 256]] adds harmonic resolution).
 # EXTRA="DIR ..." adds training folders (e.g. /work/data-extra/train-16k from
 # recipes/fetch_extra_speech.sh: 41 more wideband voice groups in 22 languages, which default-v1
 # trained on and rounds 2-10 did not).
@@ -57,6 +58,7 @@ if [[ -n ${EMA:-} ]]; then extra+=(--set "ema_decay=$EMA"); fi
 if [[ -n ${FREEZE:-} ]]; then extra+=(--set freeze_encoder=true); fi
 if [[ -n ${EXC_LR:-} ]]; then extra+=(--set "excitation_lr_scale=$EXC_LR"); fi
 if [[ -n ${LB_CUT:-} ]]; then extra+=(--set "lowband_cutoff_hz=$LB_CUT"); fi
+if [[ -n ${PH_RES:-} ]]; then extra+=(--set "phase_resolutions=$PH_RES"); fi
 train=("$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" "$D/train-16k/speech-wb/ast-it")
 case ${TRAIN:-all} in
     all) train+=("$D/train-16k/speech-nb" "$D/train-16k/music-wb") ;;

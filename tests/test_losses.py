@@ -15,6 +15,7 @@ from dwancodec.training.discriminators import Adversary
 from dwancodec.training.losses import (
     HARMONIC_RESOLUTIONS,
     ComplexSTFTLoss,
+    LowBandHarmonicLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     PhaseLoss,
@@ -68,6 +69,24 @@ def test_harmonic_resolution_loss_sees_smeared_harmonics_the_mr_stft_loss_blurs(
     low, high = MultiResolutionSTFTLoss(), MultiResolutionSTFTLoss(HARMONIC_RESOLUTIONS)
     assert float(high(x, x)) < 1e-6
     assert float(high(y, x)) > 1.5 * float(low(y, x))
+
+
+def test_phase_losses_over_resolutions_are_the_mean_of_each_and_share_the_spectra() -> None:
+    """Each term over (320/80, 1024/256) is the mean of the two single-resolution terms, also
+    when the STFTs come from a ``Spectra`` cache another loss filled first; one resolution
+    gives what the default gives."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 1, 8000, generator=g) * 0.1
+    y = torch.roll(x, 5, dims=-1) + 0.01 * torch.randn(2, 1, 8000, generator=g)
+    a, b = PhaseLoss(((320, 80),))(y, x), PhaseLoss(((1024, 256),))(y, x)
+    spectra = Spectra(y, x)
+    LowBandHarmonicLoss(16000)(y, x, spectra)  # fills the 1024/256 entry
+    both = PhaseLoss(((320, 80), (1024, 256)))(y, x, spectra)
+    assert PhaseLoss()(y, x) == a
+    for k in both:
+        assert float(both[k]) == pytest.approx((float(a[k]) + float(b[k])) / 2, rel=1e-5)
+    # the resolutions disagree somewhere, so the mean is not either one alone
+    assert any(abs(float(a[k]) - float(b[k])) > 0.02 * float(b[k]) for k in a)
 
 
 def test_phase_losses_have_finite_gradients_on_silence() -> None:

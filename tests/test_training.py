@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -211,6 +212,20 @@ def test_lowband_cutoff_reaches_the_trainer_and_is_checked(tmp_path: Path) -> No
     for bad in (0.0, 9000.0):
         with pytest.raises(ValueError, match="lowband_cutoff_hz"):
             TrainConfig(lowband_cutoff_hz=bad)
+
+
+def test_phase_resolutions_reach_the_trainer_from_a_flag_and_are_checked(tmp_path: Path
+                                                                          ) -> None:
+    """``--set phase_resolutions=[[320, 80], [1024, 256]]`` (JSON) builds the trainer's phase
+    loss at both resolutions and survives the saved JSON; malformed pairs are refused."""
+    cfg = build_train_config(tiny_cfg(tmp_path).to_dict(),
+                             {"phase_resolutions": "[[320, 80], [1024, 256]]"})
+    trainer = Trainer(cfg, progress=False)
+    assert trainer.phase_loss.resolutions == ((320, 80), (1024, 256))
+    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in ((), ((320, 0),), ((80, 320),), ((320,),)):
+        with pytest.raises(ValueError, match="phase_resolutions"):
+            TrainConfig(phase_resolutions=bad)
 
 
 def test_config_file_and_flags_compose(tmp_path: Path) -> None:

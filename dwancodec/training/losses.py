@@ -271,30 +271,41 @@ def anti_wrap(x: Tensor) -> Tensor:
     return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
 
 
-class PhaseLoss(nn.Module):
+class PhaseLoss(_MultiResolution):
     """APNet's anti-wrapping phase losses on the STFT of output and target: instantaneous
     phase (``ip``), group delay (``gd``, phase difference along frequency) and instantaneous
     angular frequency (``iaf``, along time). Bins are weighted by the target's compressed
-    magnitude, because the phase of near-silent bins is noise that no decoder can match."""
+    magnitude, because the phase of near-silent bins is noise that no decoder can match.
 
-    def __init__(self, n_fft: int = 320, hop: int = 80, power: float = 0.3) -> None:
-        super().__init__()
-        self.n_fft, self.hop, self.power = n_fft, hop, power
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+    With several ``resolutions`` each term is their mean. At 320/80 (50 Hz bins) a bin of a
+    low voice holds parts of two harmonics, so its phase advance is not one harmonic's
+    frequency; at 1024/256 (15.6 Hz) the instantaneous frequency is the harmonic's own, and a
+    harmonic whose frequency drifts from frame to frame is what smears its peak
+    (``recipes/harmonic_probe.py``)."""
 
-    def forward(self, y_hat: Tensor, y: Tensor) -> dict[str, Tensor]:
-        s_hat, s = _stft(y_hat, self.n_fft, self.hop, self.window), _stft(y, self.n_fft,
-                                                                           self.hop, self.window)
-        p_hat, p = torch.angle(s_hat), torch.angle(s)
-        weight = s.abs().pow(self.power).detach()
+    def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((320, 80),),
+                 power: float = 0.3) -> None:
+        super().__init__(resolutions)
+        self.power = power
+
+    def forward(self, y_hat: Tensor, y: Tensor, spectra: Spectra | None = None
+                ) -> dict[str, Tensor]:
+        """``[B, 1, T]`` output and target -> ``{"phase_ip", "phase_gd", "phase_iaf"}``."""
+        spectra = spectra or Spectra(y_hat, y)
 
         def mean(err: Tensor, wt: Tensor) -> Tensor:
             return (err * wt).sum() / (wt.sum() + 1e-9)
 
-        w_f = torch.minimum(weight[:, 1:], weight[:, :-1])
-        w_t = torch.minimum(weight[..., 1:], weight[..., :-1])
-        return {
-            "phase_ip": mean(anti_wrap(p_hat - p), weight),
-            "phase_gd": mean(anti_wrap(torch.diff(p_hat, dim=1) - torch.diff(p, dim=1)), w_f),
-            "phase_iaf": mean(anti_wrap(torch.diff(p_hat, dim=2) - torch.diff(p, dim=2)), w_t),
-        }
+        out = {k: y.new_zeros(()) for k in ("phase_ip", "phase_gd", "phase_iaf")}
+        for n_fft, hop, w in self.windows():
+            s_hat, s = spectra.complex(n_fft, hop, w)
+            p_hat, p = torch.angle(s_hat), torch.angle(s)
+            weight = s.abs().pow(self.power).detach()
+            w_f = torch.minimum(weight[:, 1:], weight[:, :-1])
+            w_t = torch.minimum(weight[..., 1:], weight[..., :-1])
+            out["phase_ip"] = out["phase_ip"] + mean(anti_wrap(p_hat - p), weight)
+            out["phase_gd"] = out["phase_gd"] + mean(
+                anti_wrap(torch.diff(p_hat, dim=1) - torch.diff(p, dim=1)), w_f)
+            out["phase_iaf"] = out["phase_iaf"] + mean(
+                anti_wrap(torch.diff(p_hat, dim=2) - torch.diff(p, dim=2)), w_t)
+        return {k: v / len(self.resolutions) for k, v in out.items()}

@@ -224,7 +224,7 @@ class Trainer:
         self.lowband_loss = LowBandHarmonicLoss(cfg.sample_rate,
                                                 cfg.lowband_cutoff_hz).to(self.device)
         self.complex_loss = ComplexSTFTLoss().to(self.device)
-        self.phase_loss = PhaseLoss().to(self.device)
+        self.phase_loss = PhaseLoss(cfg.phase_resolutions).to(self.device)
         self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
         self.ema: dict[str, Tensor] | None = (
             {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -345,7 +345,7 @@ class Trainer:
         if "complex_stft" in on:
             losses["complex_stft"] = self.complex_loss(fake, audio, spectra)
         if on & {"phase_ip", "phase_gd", "phase_iaf"}:
-            losses |= self.phase_loss(fake, audio)
+            losses |= self.phase_loss(fake, audio, spectra)
         if "frame_mod" in on:
             losses["frame_mod"] = self.frame_mod_loss(fake, audio)
         return losses
