@@ -28,7 +28,9 @@
 # losses as JSON (default [[320, 80]]; e.g. [[320, 80], [1024, 256]] adds harmonic resolution).
 # EXTRA="DIR ..." adds training folders (e.g. /work/data-extra/train-16k from
 # recipes/fetch_extra_speech.sh: 41 more wideband voice groups in 22 languages, which default-v1
-# trained on and rounds 2-10 did not).
+# trained on and rounds 2-10 did not). EXTRA_REPEAT=F draws the EXTRA folders' audio F times as
+# often as the shared set's (train_data_repeat; default 1: by length, so the 267 extra minutes
+# outweigh the shared 147 almost two to one; 0.55 draws them half and half).
 # EXC=harmonic adds the harmonic excitation to the head (decoder.excitation: a learned complex
 # filter on a pulse train at a predicted f0 whose phase carries across frames; with INIT= its
 # filter starts at 0, so the run starts from the source's exact function). F0_W=W sets the
@@ -65,7 +67,16 @@ case ${TRAIN:-all} in
     wb) ;;
     *) echo "unknown TRAIN=${TRAIN} (all or wb)" >&2; exit 2 ;;
 esac
-if [[ -n ${EXTRA:-} ]]; then read -r -a more <<< "$EXTRA"; train+=("${more[@]}"); fi
+if [[ -n ${EXTRA:-} ]]; then
+    read -r -a more <<< "$EXTRA"
+    if [[ -n ${EXTRA_REPEAT:-} ]]; then
+        rep=()
+        for _ in "${train[@]}"; do rep+=(1); done
+        for _ in "${more[@]}"; do rep+=("$EXTRA_REPEAT"); done
+        extra+=(--set "train_data_repeat=$(IFS=,; echo "${rep[*]}")")
+    fi
+    train+=("${more[@]}")
+fi
 if [[ -n ${INIT:-} ]]; then init=(--set "init_from=$INIT"); fi
 # default-v1's loss weights, spelled out so that "base" stays v1 when the defaults move on.
 V1="\"waveform_l1\": 0, \"stft\": ${STFT_W:-1}, \"stft_hr\": ${STFT_HR_W:-0}, \"mel\": 15, \"complex_stft\": 0, \"phase_ip\": 0, \"phase_gd\": 0, \"phase_iaf\": 0, \"lowband\": ${LB_W:-0}"

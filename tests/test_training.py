@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -212,6 +213,37 @@ def test_lowband_cutoff_reaches_the_trainer_and_is_checked(tmp_path: Path) -> No
     for bad in (0.0, 9000.0):
         with pytest.raises(ValueError, match="lowband_cutoff_hz"):
             TrainConfig(lowband_cutoff_hz=bad)
+
+
+def test_train_data_repeat_sets_each_folders_share_of_the_draws(tmp_path: Path) -> None:
+    """Folder a holds 3 s of audio, folder b 6 s: by default b gets 2/3 of the draws; with
+    repeat (1, 0.5) each gets half, and the segments a trainer draws follow (b's clips are
+    silent-free noise at another level, so each draw says where it came from). Bad factors
+    are refused with their name."""
+    import soundfile as sf
+
+    from dwancodec.training.data import AudioCorpus, SegmentDataset
+
+    g = np.random.default_rng(0)
+    for folder, n, level in (("a", 3, 0.05), ("b", 6, 0.4)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            sf.write(tmp_path / folder / f"{i}.wav", level * g.uniform(-1, 1, 16000), 16000)
+    folders = [str(tmp_path / "a"), str(tmp_path / "b")]
+
+    def share_b(corpus: AudioCorpus) -> float:
+        return sum(w for w, n in zip(corpus.weights, corpus.names, strict=True) if "/b/" in n)
+
+    assert share_b(AudioCorpus(folders, 16000)) == pytest.approx(2 / 3)
+    even = AudioCorpus(folders, 16000, repeat=(1, 0.5))
+    assert share_b(even) == pytest.approx(0.5)
+    drawn = [float(SegmentDataset(even, 1600)[i].abs().max()) > 0.2 for i in range(400)]
+    assert 0.4 < np.mean(drawn) < 0.6
+    for bad in ((1,), (1, -1), (0, 0)):
+        with pytest.raises(ValueError, match="repeat"):
+            AudioCorpus(folders, 16000, repeat=bad)
+    with pytest.raises(ValueError, match="train_data_repeat"):
+        TrainConfig(train_data=tuple(folders), train_data_repeat=(1.0,))
 
 
 def test_phase_resolutions_reach_the_trainer_from_a_flag_and_are_checked(tmp_path: Path

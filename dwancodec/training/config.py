@@ -56,6 +56,9 @@ class TrainConfig:
     experiment_name: str = "dwancodec"
     model_config: str = "default"
     train_data: tuple[str, ...] = ()
+    # One factor per train_data folder on how often its audio is drawn (empty: 1 each, every
+    # second of audio equally likely), e.g. to keep a small set's share next to a large one.
+    train_data_repeat: tuple[float, ...] = ()
     val_data: tuple[str, ...] = ()
     save_dir: str = ""
     sample_rate: int = 16000
@@ -134,6 +137,9 @@ class TrainConfig:
         if not 0 < self.lowband_cutoff_hz <= self.sample_rate / 2:
             raise ValueError(f"lowband_cutoff_hz must be in (0, {self.sample_rate / 2:g}], "
                              f"got {self.lowband_cutoff_hz}")
+        if self.train_data_repeat and len(self.train_data_repeat) != len(self.train_data):
+            raise ValueError(f"train_data_repeat has {len(self.train_data_repeat)} factors for "
+                             f"{len(self.train_data)} train_data folders")
         if not self.phase_resolutions or any(
                 len(r) != 2 or not 0 < r[1] <= r[0] for r in self.phase_resolutions):
             raise ValueError("phase_resolutions must be (n_fft, hop) pairs with 0 < hop <= "

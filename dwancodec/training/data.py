@@ -36,25 +36,44 @@ def scan_audio(folders: tuple[str, ...] | list[str]) -> list[Path]:
 
 
 class AudioCorpus:
-    """Every file of a folder list, resampled to ``sample_rate``, mono int16 in memory."""
+    """Every file of a folder list, resampled to ``sample_rate``, mono int16 in memory.
+
+    ``weights[i]`` is the chance that a segment is drawn from clip ``i``: its length, times
+    ``repeat[k]`` for the folder ``k`` it came from (default 1 each: every second of audio
+    equally likely). Example: a 150-minute folder and a 300-minute one with ``repeat=(1, 0.5)``
+    are drawn half and half.
+    """
 
     def __init__(self, folders: tuple[str, ...] | list[str], sample_rate: int,
-                 min_seconds: float = 0.1, progress: bool = False) -> None:
+                 min_seconds: float = 0.1, progress: bool = False,
+                 repeat: tuple[float, ...] | list[float] = ()) -> None:
         from tqdm import tqdm
 
-        self.files = scan_audio(folders)
+        if repeat and (len(repeat) != len(folders) or min(repeat) < 0 or max(repeat) <= 0):
+            raise ValueError(f"repeat needs one factor >= 0 per folder ({len(folders)}), not "
+                             f"all 0; got {list(repeat)}")
+        factor = {}
+        for k, folder in enumerate(folders):
+            for path in scan_audio([folder]):
+                # a file under two listed folders counts once, with the first folder's factor
+                factor.setdefault(path, float(repeat[k]) if repeat else 1.0)
+        self.files = sorted(factor)
         self.sample_rate = sample_rate
         self.clips: list[np.ndarray] = []
         self.names: list[str] = []
+        scale: list[float] = []
         for path in tqdm(self.files, desc="loading audio", disable=not progress, unit="file"):
             audio, _ = load_audio(path, sample_rate)
             if audio.size >= min_seconds * sample_rate:
                 self.clips.append((audio * 32767).astype(np.int16))
                 self.names.append(str(path))
+                scale.append(factor[path])
         if not self.clips:
             raise ValueError(f"no audio of at least {min_seconds} s in {list(folders)}")
-        lengths = np.array([c.size for c in self.clips], dtype=np.float64)
-        self.weights = lengths / lengths.sum()
+        weights = np.array([c.size for c in self.clips], dtype=np.float64) * np.array(scale)
+        if weights.sum() <= 0:
+            raise ValueError(f"repeat {list(repeat)} leaves no audio to draw from")
+        self.weights = weights / weights.sum()
 
     @property
     def seconds(self) -> float:

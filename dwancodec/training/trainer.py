@@ -252,7 +252,8 @@ class Trainer:
     def train_corpus(self) -> AudioCorpus:
         if self._train_corpus is None:
             self._train_corpus = AudioCorpus(self.cfg.train_data, self.cfg.sample_rate,
-                                             progress=self.progress)
+                                             progress=self.progress,
+                                             repeat=self.cfg.train_data_repeat)
         return self._train_corpus
 
     def make_loader(self) -> DataLoader:
