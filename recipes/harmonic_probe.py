@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("models", nargs="*", default=["dwancodec/assets/default"])
     ap.add_argument("--n-q", default="2,8")
     ap.add_argument("--clips", default="../shared/data/val-16k")
+    ap.add_argument("--detail", action="store_true",
+                    help="also the < 1 kHz smear by source folder and by frame level")
     args = ap.parse_args()
     torch.set_num_threads(1)
     clips = sorted(p for p in Path(args.clips).rglob("*.flac") if "speech" in str(p))
@@ -84,8 +86,8 @@ def main() -> None:
     for name in args.models:
         model = Codec.from_pretrained(name).eval()
         for n_q in (int(n) for n in args.n_q.split(",")):
-            acc: dict[str, list[np.ndarray]] = {k: [] for k in
-                                                ("both", "cents", "pin", "pout", "hin", "hout")}
+            acc: dict[str, list[np.ndarray]] = {
+                k: [] for k in ("both", "cents", "pin", "pout", "hin", "hout", "src", "level")}
             for clip in clips:
                 audio, _ = load_audio(clip, SR)
                 audio = audio[: len(audio) // model.hop_length * model.hop_length]
@@ -105,6 +107,11 @@ def main() -> None:
                 f0 = 2.0 ** lf_x
                 acc["hin"].append(harmonic_to_valley(x, f0, voiced, bands))
                 acc["hout"].append(harmonic_to_valley(y, f0, voiced, bands))
+                acc["src"].append(np.full(len(voiced), clip.parent.name))
+                # frame level against the clip's loud voiced frames (their 90th percentile)
+                frames = x[: len(cx) * HOP].reshape(-1, HOP).double()
+                db = 10 * np.log10(frames.pow(2).mean(1).numpy() + 1e-10)[voiced]
+                acc["level"].append(db - np.percentile(db, 90))
             cat = {k: np.concatenate(v) for k, v in acc.items()}
             hin, hout = np.nanmedian(cat["hin"], 0), np.nanmedian(cat["hout"], 0)
             gap = cat["hin"] - cat["hout"]
@@ -114,6 +121,21 @@ def main() -> None:
                   f"{cat['pin'].mean():.3f} / {cat['pout'].mean():.3f} | "
                   f"{hin[0]:.1f} / {hout[0]:.1f} ({short[0]:.0%}) | "
                   f"{hin[1]:.1f} / {hout[1]:.1f} ({short[1]:.0%}) |", flush=True)
+            if args.detail:
+                detail(cat, gap[:, 0])
+
+
+def detail(cat: dict[str, np.ndarray], gap: np.ndarray) -> None:
+    """Where the < 1 kHz smear is: by source folder and by frame level, the share of frames
+    whose harmonic-to-valley ratio is 6 dB or more below the input's, and the median gap."""
+    ok = ~np.isnan(gap)
+    groups = [(f"source {s}", cat["src"] == s) for s in sorted(set(cat["src"]))]
+    groups += [(f"level {lo} to {hi} dB", (cat["level"] >= lo) & (cat["level"] < hi))
+               for lo, hi in ((-99, -20), (-20, -10), (-10, 99))]
+    for label, m in groups:
+        m = m & ok
+        print(f"|   {label} | | {m.sum()} | | | | | {np.mean(gap[m] >= 6):.0%} smeared, "
+              f"median gap {np.median(gap[m]):.1f} dB | |")
 
 
 if __name__ == "__main__":
