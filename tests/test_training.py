@@ -237,6 +237,10 @@ def test_train_data_repeat_sets_each_folders_share_of_the_draws(tmp_path: Path) 
     assert share_b(AudioCorpus(folders, 16000)) == pytest.approx(2 / 3)
     even = AudioCorpus(folders, 16000, repeat=(1, 0.5))
     assert share_b(even) == pytest.approx(0.5)
+    # the same through the flags a user types (--train-data-path a b --set ...=1,0.5)
+    cfg = build_train_config(tiny_cfg(tmp_path / "run").to_dict(),
+                             {"train_data": folders, "train_data_repeat": "1,0.5"})
+    assert share_b(Trainer(cfg, progress=False).train_corpus()) == pytest.approx(0.5)
     drawn = [float(SegmentDataset(even, 1600)[i].abs().max()) > 0.2 for i in range(400)]
     assert 0.4 < np.mean(drawn) < 0.6
     for bad in ((1,), (1, -1), (0, 0)):

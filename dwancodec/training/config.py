@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,14 @@ class TrainConfig:
         return build_train_config(self.to_dict(), changes)
 
 
+def _element_type(name: str) -> Any:
+    """The element type of a tuple field, from its annotation (``tuple[float, ...]`` ->
+    ``float``; ``tuple[tuple[int, int], ...]`` -> ``tuple``): an empty default has none to
+    copy, and ``--set train_data_repeat=1,0.5`` must still give floats."""
+    element = typing.get_args(typing.get_type_hints(TrainConfig)[name])[0]
+    return typing.get_origin(element) or element
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Convert strings from ``--set KEY=VALUE`` and lists from JSON to the field's type."""
     if isinstance(default, tuple):
@@ -170,7 +179,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             # a tuple of tuples comes as JSON ([[320, 80], [1024, 256]]), a flat one as a,b,c
             value = (json.loads(value) if value.lstrip().startswith("[")
                      else [v for v in value.split(",") if v])
-        return tuple(type(default[0])(v) if default else v for v in value)
+        convert = _element_type(name)
+        return tuple(convert(v) for v in value)
     if isinstance(default, dict):
         if isinstance(value, str):
             value = json.loads(value)
