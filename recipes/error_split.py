@@ -11,10 +11,11 @@ the model back. With ``--detail`` it also splits the magnitude: the true magnitu
 (or above) 1, 2 and 4 kHz, and the true fine structure (harmonics) on the decode's spectral
 envelope or the reverse (envelope = the magnitude smoothed over 9 bins, 281 Hz at 512), all
 with the decode's phase. With ``--losses`` it also prints the training objective of each
-hybrid against the input (``DEFAULT_LOSS_WEIGHTS``: mel, MR-STFT and the anti-wrapping phase
-losses, weighted, mean over clips): does the objective score a hybrid that PESQ prefers as
-better than the decode (then the model is short of optimisation), or not (then the objective
-does not see what PESQ hears)?
+hybrid against the input (``DEFAULT_LOSS_WEIGHTS``: mel, MR-STFT, the low-band harmonic loss
+where its weight is not 0 (30 since round 12; round 11's table had it at 0) and the
+anti-wrapping phase losses, weighted, mean over clips): does the objective score a hybrid
+that PESQ prefers as better than the decode (then the model is short of optimisation), or not
+(then the objective does not see what PESQ hears)?
 
 Usage (repo root, venv active)::
 
@@ -131,10 +132,16 @@ class Objective:
 
     def __init__(self, sample_rate: int) -> None:
         from dwancodec.training.config import DEFAULT_LOSS_WEIGHTS
-        from dwancodec.training.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, PhaseLoss
+        from dwancodec.training.losses import (
+            LowBandHarmonicLoss,
+            MultiResolutionSTFTLoss,
+            MultiScaleMelLoss,
+            PhaseLoss,
+        )
 
         self.w = DEFAULT_LOSS_WEIGHTS
         self.mel, self.stft = MultiScaleMelLoss(sample_rate), MultiResolutionSTFTLoss()
+        self.lowband = LowBandHarmonicLoss(sample_rate)
         self.phase = PhaseLoss()
 
     @torch.no_grad()
@@ -142,6 +149,8 @@ class Objective:
         y_hat, y = torch.from_numpy(est)[None, None], torch.from_numpy(ref)[None, None]
         out = {"mel": self.w["mel"] * float(self.mel(y_hat, y)),
                "stft": self.w["stft"] * float(self.stft(y_hat, y))}
+        if self.w["lowband"]:
+            out["lowband"] = self.w["lowband"] * float(self.lowband(y_hat, y))
         out |= {k: self.w[k] * float(v) for k, v in self.phase(y_hat, y).items()}
         out["total"] = sum(out.values())
         return out

@@ -102,7 +102,8 @@ class TrainConfig:
     # lost PESQ below 1 kHz (+0.79 of +1.09), so the band it weighs is a choice to measure.
     lowband_cutoff_hz: float = 2000.0
     # (n_fft, hop) of the anti-wrapping phase losses (each term the mean over them). 320/80
-    # alone is the shipped recipe; 1024/256 measures each harmonic's own phase advance.
+    # alone is the shipped recipe; adding 1024/256 (each harmonic's own phase advance) bought
+    # nothing in round 12.
     phase_resolutions: tuple[tuple[int, int], ...] = ((320, 80),)
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0

@@ -279,9 +279,9 @@ class PhaseLoss(_MultiResolution):
 
     With several ``resolutions`` each term is their mean. At 320/80 (50 Hz bins) a bin of a
     low voice holds parts of two harmonics, so its phase advance is not one harmonic's
-    frequency; at 1024/256 (15.6 Hz) the instantaneous frequency is the harmonic's own, and a
-    harmonic whose frequency drifts from frame to frame is what smears its peak
-    (``recipes/harmonic_probe.py``)."""
+    frequency; at 1024/256 (15.6 Hz) it is the harmonic's own. Adding 1024/256 was a test of
+    whether drifting harmonic frequencies smear the peaks (``recipes/harmonic_probe.py``): it
+    bought nothing (training-log round 12, run lph), so the default is 320/80 alone."""
 
     def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((320, 80),),
                  power: float = 0.3) -> None:
