@@ -26,6 +26,8 @@
 # LB_W=W sets the weight of the low-band harmonic loss (losses.LowBandHarmonicLoss; default 0),
 # LB_CUT=HZ its upper edge (default 2000). PH_RES= sets the (n_fft, hop) pairs of the phase
 # losses as JSON (default [[320, 80]]; e.g. [[320, 80], [1024, 256]] adds harmonic resolution).
+# PH_POW=P weights each bin's phase error by the target's magnitude to the power P (default 0.3,
+# nearly flat; 1 gives the loud bins their share of the gradient).
 # EXTRA="DIR ..." adds training folders (e.g. /work/data-extra/train-16k from
 # recipes/fetch_extra_speech.sh: 41 more wideband voice groups in 22 languages, which default-v1
 # trained on and rounds 2-10 did not). EXTRA_REPEAT=F draws the EXTRA folders' audio F times as
@@ -61,6 +63,7 @@ if [[ -n ${FREEZE:-} ]]; then extra+=(--set freeze_encoder=true); fi
 if [[ -n ${EXC_LR:-} ]]; then extra+=(--set "excitation_lr_scale=$EXC_LR"); fi
 if [[ -n ${LB_CUT:-} ]]; then extra+=(--set "lowband_cutoff_hz=$LB_CUT"); fi
 if [[ -n ${PH_RES:-} ]]; then extra+=(--set "phase_resolutions=$PH_RES"); fi
+if [[ -n ${PH_POW:-} ]]; then extra+=(--set "phase_weight_power=$PH_POW"); fi
 train=("$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" "$D/train-16k/speech-wb/ast-it")
 case ${TRAIN:-all} in
     all) train+=("$D/train-16k/speech-nb" "$D/train-16k/music-wb") ;;

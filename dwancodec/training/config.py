@@ -105,6 +105,12 @@ class TrainConfig:
     # alone is the shipped recipe; adding 1024/256 (each harmonic's own phase advance) bought
     # nothing in round 12.
     phase_resolutions: tuple[tuple[int, int], ...] = ((320, 80),)
+    # Each bin's phase error is weighted by the target's magnitude to this power. The gradient
+    # of a bin's phase with respect to the output spectrum scales as 1 / |S_hat|, so at 0.3
+    # (nearly flat) the near-silent bins, whose phase is noise, supply most of the gradient;
+    # at 1 every bin's pull on the spectrum is about equal, and the loud low-band bins, where
+    # the decode's phase error is half of random (round 13), get their share.
+    phase_weight_power: float = 0.3
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
     precision: str = "fp32"
@@ -146,6 +152,9 @@ class TrainConfig:
                 len(r) != 2 or not 0 < r[1] <= r[0] for r in self.phase_resolutions):
             raise ValueError("phase_resolutions must be (n_fft, hop) pairs with 0 < hop <= "
                              f"n_fft, got {self.phase_resolutions}")
+        if not 0 <= self.phase_weight_power <= 4:
+            raise ValueError(f"phase_weight_power must be in [0, 4], got "
+                             f"{self.phase_weight_power}")
         unknown = set(self.loss_weights) - set(DEFAULT_LOSS_WEIGHTS)
         if unknown:
             raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; "

@@ -274,8 +274,11 @@ def anti_wrap(x: Tensor) -> Tensor:
 class PhaseLoss(_MultiResolution):
     """APNet's anti-wrapping phase losses on the STFT of output and target: instantaneous
     phase (``ip``), group delay (``gd``, phase difference along frequency) and instantaneous
-    angular frequency (``iaf``, along time). Bins are weighted by the target's compressed
-    magnitude, because the phase of near-silent bins is noise that no decoder can match.
+    angular frequency (``iaf``, along time). Bins are weighted by the target's magnitude to
+    ``power``, because the phase of near-silent bins is noise that no decoder can match; a
+    bin's phase gradient scales as ``1 / |S_hat|``, so at the default 0.3 the quiet bins
+    still supply most of it, and at 1 each bin pulls on the spectrum about equally
+    (``TrainConfig.phase_weight_power``).
 
     With several ``resolutions`` each term is their mean. At 320/80 (50 Hz bins) a bin of a
     low voice holds parts of two harmonics, so its phase advance is not one harmonic's

@@ -224,7 +224,7 @@ class Trainer:
         self.lowband_loss = LowBandHarmonicLoss(cfg.sample_rate,
                                                 cfg.lowband_cutoff_hz).to(self.device)
         self.complex_loss = ComplexSTFTLoss().to(self.device)
-        self.phase_loss = PhaseLoss(cfg.phase_resolutions).to(self.device)
+        self.phase_loss = PhaseLoss(cfg.phase_resolutions, cfg.phase_weight_power).to(self.device)
         self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
         self.ema: dict[str, Tensor] | None = (
             {k: v.detach().clone() for k, v in self.model.state_dict().items()}
