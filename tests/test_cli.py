@@ -145,6 +145,11 @@ def test_info_on_models_and_configs(bundle: Path, encoded: Path,
         assert name in table
     assert main(["info", str(encoded), "--model", str(bundle)]) == 0
     assert "(matches --model)" in capsys.readouterr().out
+    # A bundle folder as the positional argument is described as --model would describe it.
+    assert main(["info", "--model", str(bundle)]) == 0
+    by_flag = capsys.readouterr().out
+    assert main(["info", str(bundle)]) == 0
+    assert capsys.readouterr().out == by_flag
 
 
 def test_stereo_44k_int_input_is_downmixed_with_notice(bundle: Path, codec: Codec,
@@ -294,6 +299,7 @@ BAD_INPUTS = [
     ("roundtrip to .dwc", "roundtrip {S} {O}.dwc --model {M}", "unknown audio file extension"),
     ("info on a wav", "info {wav}", "not a .dwc file"),
     ("info on a missing file", "info {d}/nope.dwc", "no such file"),
+    ("info on a folder that is no bundle", "info {d}", "no model weights at"),
     ("info unknown config", "info --config huge", "unknown config 'huge'"),
     ("info file vs other model", "info {E} --model {M1}", "encoded with model"),
     ("demo --out is a file", "demo --model {M} --out {file}", "is not a folder"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from .common import load_model
@@ -57,6 +58,10 @@ def run_info(args: argparse.Namespace) -> int:
                   f"{d['bitrates_kbps'][-1]:8.3f}")
         return 0
     out: dict[str, Any] = {}
+    if args.file is not None and Path(args.file).is_dir() and args.model is None:
+        # `dwancodec info path/to/model` is what users type for a bundle: describe it as
+        # --model would (a folder that is not a bundle gets load_model's error).
+        args.model, args.file = args.file, None
     if args.file is not None:
         dwc = read_dwc_input(args.file)  # verifies checksums, padding and every frame
         d = dwc.header.describe()
