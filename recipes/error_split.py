@@ -10,7 +10,10 @@ nothing). Whichever hybrid scores far above the decode names the part of the sig
 the model back. With ``--detail`` it also splits the magnitude: the true magnitude only below
 (or above) 1, 2 and 4 kHz, and the true fine structure (harmonics) on the decode's spectral
 envelope or the reverse (envelope = the magnitude smoothed over 9 bins, 281 Hz at 512), all
-with the decode's phase. With ``--losses`` it also prints the training objective of each
+with the decode's phase; and the true phase only in the loud low-band bins (below 2 kHz and
+within 10 or 20 dB of their frame's peak) on the decode's magnitudes: what a phase loss that
+weighs the loud bins could buy (round 13; at the head's own 160 / 80 it is most of what the
+whole true phase buys). With ``--losses`` it also prints the training objective of each
 hybrid against the input (``DEFAULT_LOSS_WEIGHTS``: mel, MR-STFT, the low-band harmonic loss
 where its weight is not 0 (30 since round 12; round 11's table had it at 0) and the
 anti-wrapping phase losses, weighted, mean over clips): does the objective score a hybrid
@@ -19,8 +22,8 @@ that PESQ prefers as better than the decode (then the model is short of optimisa
 
 Usage (repo root, venv active)::
 
-    python recipes/error_split.py dwancodec/assets/default [--n-q 4,8] [--n-fft 512] [--detail]
-        [--losses]
+    python recipes/error_split.py dwancodec/assets/default [--n-q 4,8] [--n-fft 512] [--hop H]
+        [--detail] [--losses]
 """
 
 from __future__ import annotations
@@ -36,12 +39,11 @@ from dwancodec.metrics import mel_distance, pesq_wb
 from dwancodec.model import Codec
 
 
-def resynth(mag: torch.Tensor, phase: torch.Tensor, window: torch.Tensor, length: int
-            ) -> np.ndarray:
+def resynth(mag: torch.Tensor, phase: torch.Tensor, window: torch.Tensor, hop: int,
+            length: int) -> np.ndarray:
     """``[F, frames]`` magnitude and phase -> ``[length]`` audio (ISTFT with the analysis
-    ``window`` of ``n_fft`` samples, hop n_fft / 4)."""
-    n_fft = len(window)
-    return torch.istft(torch.polar(mag, phase), n_fft, n_fft // 4, window=window,
+    ``window`` of ``n_fft`` samples at ``hop``)."""
+    return torch.istft(torch.polar(mag, phase), len(window), hop, window=window,
                        length=length).numpy()
 
 
@@ -66,6 +68,11 @@ def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: boo
         env_x, env_y = smooth(mx).clamp(min=1e-9), smooth(my).clamp(min=1e-9)
         out["true fine structure, decode envelope"] = (mx / env_x * env_y, py)
         out["true envelope, decode fine structure"] = (my / env_y * env_x, py)
+        rel_db = 20 * torch.log10(mx.clamp(min=1e-9) / mx.amax(dim=0, keepdim=True).clamp(min=1e-9))
+        for db in (10, 20):
+            loud = (freqs < 2000) & (rel_db > -db)
+            out[f"true phase in bins < 2 kHz within {db} dB of the frame peak"] = (
+                my, torch.where(loud, px, py))
     return out
 
 
@@ -75,6 +82,8 @@ def main() -> None:
     p.add_argument("--clips", default="../shared/data/val-16k")
     p.add_argument("--n-q", default="2,4,8", help="stage counts (default: %(default)s)")
     p.add_argument("--n-fft", type=int, default=512, help="STFT size (default: %(default)s)")
+    p.add_argument("--hop", type=int, default=0,
+                   help="STFT hop (default: a quarter of --n-fft; the head's own: 160 / 80)")
     p.add_argument("--detail", action="store_true",
                    help="also split the magnitude by band and into envelope / fine structure")
     p.add_argument("--losses", action="store_true",
@@ -87,6 +96,7 @@ def main() -> None:
     if not files:
         raise SystemExit(f"error_split: no .flac under {args.clips}")
     sr, n_fft = model.sample_rate, args.n_fft
+    hop = args.hop or n_fft // 4
     window = torch.hann_window(n_fft, dtype=torch.float64)
     scores: dict[tuple[int, str], list[tuple[float, float]]] = {}
     losses: dict[tuple[int, str], list[dict[str, float]]] = {}
@@ -95,19 +105,19 @@ def main() -> None:
         audio, _ = load_audio(f, sr)
         audio = audio[: len(audio) // model.hop_length * model.hop_length]
         x = torch.from_numpy(audio.astype(np.float64))
-        sx = torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True)
+        sx = torch.stft(x, n_fft, hop, window=window, return_complex=True)
         for n_q in n_qs:
             with torch.inference_mode():
                 y = model(torch.from_numpy(audio)[None, None], n_q).audio[0, 0].double()
-            sy = torch.stft(y, n_fft, n_fft // 4, window=window, return_complex=True)
+            sy = torch.stft(y, n_fft, hop, window=window, return_complex=True)
             for kind, (mag, phase) in hybrids(sx, sy, sr, n_fft, args.detail).items():
-                est = resynth(mag, phase, window, len(audio)).astype(np.float32)
+                est = resynth(mag, phase, window, hop, len(audio)).astype(np.float32)
                 scores.setdefault((n_q, kind), []).append(
                     (pesq_wb(audio, est, sr), mel_distance(audio, est, sr)))
                 if objective is not None:
                     losses.setdefault((n_q, kind), []).append(objective(est, audio))
     kinds = list(dict.fromkeys(k for _, k in scores))
-    print(f"{model.identity()} on {len(files)} clips of {args.clips}, STFT {n_fft}: "
+    print(f"{model.identity()} on {len(files)} clips of {args.clips}, STFT {n_fft} / {hop}: "
           "PESQ-WB / mel distance")
     print("| resynthesised from | " + " | ".join(f"n_q {n}" for n in n_qs) + " |")
     print("|---|" + "---|" * len(n_qs))
