@@ -1,24 +1,25 @@
 """Is the decoded audio's error in its magnitudes or in its phase? Swaps them between input and
 decode and scores each mix on the val-16k clips.
 
-For every clip and stage count it takes the STFT (Hann, ``--n-fft``, hop a quarter) of the input
-X and of the decode Y and resynthesises two hybrids: ``|Y| e^{i angle X}`` (the model's magnitudes
-with the true phase: what a perfect phase would buy) and ``|X| e^{i angle Y}`` (true magnitudes
-with the model's phase: what perfect magnitudes would buy). Both hybrids go through the same
-STFT/ISTFT round trip as ``Y`` itself (scored too, as a check that the round trip changes
-nothing). Whichever hybrid scores far above the decode names the part of the signal that holds
-the model back. With ``--detail`` it also splits the magnitude: the true magnitude only below
-(or above) 1, 2 and 4 kHz, and the true fine structure (harmonics) on the decode's spectral
-envelope or the reverse (envelope = the magnitude smoothed over 9 bins, 281 Hz at 512), all
-with the decode's phase; and the true phase only in the loud low-band bins (below 2 kHz and
+For every clip and stage count it takes the STFT (Hann, ``--n-fft``, hop ``--hop`` or a quarter)
+of the input X and of the decode Y and resynthesises two hybrids: ``|Y| e^{i angle X}`` (the
+model's magnitudes with the true phase: what a perfect phase would buy) and ``|X| e^{i angle
+Y}`` (true magnitudes with the model's phase: what perfect magnitudes would buy). Both hybrids
+go through the same STFT/ISTFT round trip as ``Y`` itself (scored too, as a check that the round
+trip changes nothing). Whichever hybrid scores far above the decode names the part of the signal
+that holds the model back. With ``--detail`` it also splits the magnitude: the true magnitude
+only below (or above) 1, 2 and 4 kHz, and the true fine structure (harmonics) on the decode's
+spectral envelope or the reverse (envelope = the magnitude smoothed over 9 bins, 281 Hz at 512),
+all with the decode's phase; and the true phase only in the loud low-band bins (below 2 kHz and
 within 10 or 20 dB of their frame's peak) on the decode's magnitudes: what a phase loss that
 weighs the loud bins could buy (round 13; at the head's own 160 / 80 it is most of what the
-whole true phase buys). With ``--losses`` it also prints the training objective of each
-hybrid against the input (``DEFAULT_LOSS_WEIGHTS``: mel, MR-STFT, the low-band harmonic loss
-where its weight is not 0 (30 since round 12; round 11's table had it at 0) and the
-anti-wrapping phase losses, weighted, mean over clips): does the objective score a hybrid
-that PESQ prefers as better than the decode (then the model is short of optimisation), or not
-(then the objective does not see what PESQ hears)?
+whole true phase buys), and the true phase up to a random constant per bin or up to the decode's
+best constant per frame (which of the phase's relations matter). With ``--losses`` it also
+prints the training objective of each hybrid against the input (``DEFAULT_LOSS_WEIGHTS``: mel,
+MR-STFT, the low-band harmonic loss where its weight is not 0 (30 since round 12; round 11's
+table had it at 0) and the anti-wrapping phase losses, weighted, mean over clips): does the
+objective score a hybrid that PESQ prefers as better than the decode (then the model is short of
+optimisation), or not (then the objective does not see what PESQ hears)?
 
 Usage (repo root, venv active)::
 
@@ -73,6 +74,14 @@ def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: boo
             loud = (freqs < 2000) & (rel_db > -db)
             out[f"true phase in bins < 2 kHz within {db} dB of the frame peak"] = (
                 my, torch.where(loud, px, py))
+        # Which part of the phase: the true phase up to a constant per bin (right frame-to-frame
+        # advance, wrong relation between bins) or per frame (the decode's best constant: right
+        # relation between bins, the decode's frame-to-frame drift).
+        gen = torch.Generator().manual_seed(0)
+        per_bin = (torch.rand(px.shape[0], 1, generator=gen, dtype=px.dtype) * 2 - 1) * torch.pi
+        per_frame = torch.angle((mx * torch.polar(torch.ones_like(px), py - px)).sum(0))
+        out["true phase + a random constant per bin"] = (my, px + per_bin)
+        out["true phase + the decode's constant per frame"] = (my, px + per_frame)
     return out
 
 
