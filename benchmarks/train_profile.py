@@ -3,8 +3,9 @@
     python benchmarks/train_profile.py [--threads 1] [--batch 8] [--seconds 1.0] [--reps 5]
 
 Times (median of ``--reps``) for the default model on random speech-like input, one line per
-part, with the ratio of a GAN step (cheap 1-D and 2-D STFT discriminators) to a reconstruction
-step, measured in the same run. ``--compile`` also times the step under ``torch.compile``.
+part, with the ratio of a GAN step (cheap 1-D and 2-D STFT discriminators, the multi-period one;
+width ``--disc-channels``) to a reconstruction step, measured in the same run. ``--compile``
+also times the step under ``torch.compile``.
 Figures, not a test: run it on a quiet machine.
 """
 
@@ -48,6 +49,8 @@ def main() -> None:
     ap.add_argument("--config", default="default")
     ap.add_argument("--head", default="", help="override decoder.head (magphase/complex/mdct)")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--disc-channels", type=int, default=32,
+                    help="discriminator width (TrainConfig.disc_channels; the 1-D ones use 2x)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -107,8 +110,9 @@ def main() -> None:
         rows.append(("torch.compile: reconstruction step, v1 recipe",
                      timed(compiled_step, args.reps)))
 
-    for disc, crop in [("mrstft", 1.0), ("stft1d", 1.0), ("stft1d", 0.5)]:
-        adv = Adversary((disc,), cfg.sample_rate, 2e-4, (0.8, 0.99))
+    for disc, crop in [("mrstft", 1.0), ("stft1d", 1.0), ("stft1d", 0.5), ("mpd", 0.5)]:
+        adv = Adversary((disc,), cfg.sample_rate, 2e-4, (0.8, 0.99),
+                        channels=args.disc_channels)
         n = round(crop * t)
 
         def gan_step(adv: Adversary = adv, n: int = n) -> None:
@@ -124,7 +128,8 @@ def main() -> None:
             total.backward()
 
         s = timed(gan_step, max(2, args.reps // 2))
-        rows.append((f"GAN step ({disc}, discriminators on {crop:g} s), phase-aware losses", s))
+        rows.append((f"GAN step ({disc} x{args.disc_channels}, on {crop:g} s), phase-aware losses",
+                     s))
 
     print(f"default model, batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s)")
     for name, sec in rows:
