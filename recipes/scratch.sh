@@ -12,7 +12,10 @@
 # cost wideband speech quality?). EMA=D keeps an exponential moving average of the weights
 # (decay D, e.g. 0.999) that validation and the bundles use; the checkpoints hold both, so
 # raw and averaged weights can be scored from the same run. ADV= and FM= set the adversarial
-# and feature-matching weights of the GAN variant (default 1 and 2). DEPTH=N sets the decoder's
+# and feature-matching weights of the GAN variant (default 1 and 2); DISC= its discriminators
+# (default stft1d; mpd: HiFi-GAN's periods 2-11, which judge a voice's periodicity; both:
+# stft1d,mpd), DISC_CH= their width (default 32) and DISC_WARMUP=N the steps in which they
+# train alone before the generator sees them (default 0). DEPTH=N sets the decoder's
 # number of ConvNeXt blocks (default 6); with INIT= the blocks the source lacks start as the
 # identity, so a deeper trunk warm-starts from the source's exact function. ENC_DEPTH=N sets
 # the number of ConvNeXt blocks in the encoder's last stage (256 channels at the 50 Hz code-frame
@@ -97,8 +100,9 @@ case $variant in
     head160-phase-gan) weights="{$V1, $PHASE, \"adversarial\": ${ADV:-1}, \"feature_matching\": ${FM:-2}}"
                        # + the cheap 1-D STFT GAN (0.5 s crops)
                        model='{"decoder.n_fft": 160, "decoder.istft_hop": 80}'
-                       gan=(--set "gan_start_step=${GAN_START:-4000}" --set discriminators=stft1d
-                            --set disc_segment_seconds=0.5) ;;
+                       gan=(--set "gan_start_step=${GAN_START:-4000}" --set "discriminators=${DISC:-stft1d}"
+                            --set disc_segment_seconds=0.5 --set "disc_channels=${DISC_CH:-32}"
+                            --set "disc_warmup_steps=${DISC_WARMUP:-0}") ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 # Adds "KEY": VALUE to the model overrides (VALUE as JSON).

@@ -301,3 +301,21 @@ def test_validation_scores_every_bitrate_and_logs(tmp_path: Path) -> None:
             assert f"{metric}.nq{n}" in scores
     assert (tmp_path / "metrics.csv").read_text().count("val/pesq.nq") == codec.num_codebooks
     assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_disc_warmup_trains_the_discriminators_alone_first(tmp_path: Path) -> None:
+    """Through ``disc_warmup_steps`` after ``gan_start_step`` the discriminators step and the
+    generator's total holds no adversarial term; after it, the generator gets them."""
+    trainer = Trainer(tiny_cfg(tmp_path, gan_start_step=1, disc_warmup_steps=2), progress=False)
+    batch = next(iter(trainer.make_loader()))
+    disc = trainer.adversary.discriminators
+    logs = [trainer.train_step(batch)]  # step 0: before the GAN
+    before = [p.detach().clone() for p in disc.parameters()]
+    logs += [trainer.train_step(batch) for _ in range(3)]  # steps 1, 2: warm-up; 3: full GAN
+    assert "discriminator" not in logs[0]
+    assert any(not torch.equal(a, b) for a, b in zip(before, disc.parameters(), strict=True))
+    for log in logs[1:3]:
+        assert "discriminator" in log and "adversarial" not in log
+    assert "adversarial" in logs[3] and "feature_matching" in logs[3]
+    with pytest.raises(ValueError, match="disc_warmup_steps"):
+        tiny_cfg(tmp_path, disc_warmup_steps=-1)

@@ -75,6 +75,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 10.0
     gan_start_step: int = 20_000
+    # Steps after gan_start_step in which only the discriminators train: a GAN bolted onto a
+    # trained generator otherwise feeds it the gradients of a random discriminator first.
+    disc_warmup_steps: int = 0
     adversarial_loss: str = "hinge"
     discriminators: tuple[str, ...] = ("mrstft",)
     # Discriminators see a random crop of this many seconds of each segment (0: all of it):
@@ -152,6 +155,8 @@ class TrainConfig:
                 len(r) != 2 or not 0 < r[1] <= r[0] for r in self.phase_resolutions):
             raise ValueError("phase_resolutions must be (n_fft, hop) pairs with 0 < hop <= "
                              f"n_fft, got {self.phase_resolutions}")
+        if self.disc_warmup_steps < 0:
+            raise ValueError(f"disc_warmup_steps must be >= 0, got {self.disc_warmup_steps}")
         if not 0 <= self.phase_weight_power <= 4:
             raise ValueError(f"phase_weight_power must be in [0, 4], got "
                              f"{self.phase_weight_power}")

@@ -285,6 +285,12 @@ class Trainer:
     def gan_active(self) -> bool:
         return self.step >= self.cfg.gan_start_step and self.cfg.loss_weights["adversarial"] > 0
 
+    def adversarial_active(self) -> bool:
+        """Whether the generator gets the adversarial and feature-matching losses: once the
+        discriminators have had their ``disc_warmup_steps`` alone."""
+        return (self.gan_active()
+                and self.step >= self.cfg.gan_start_step + self.cfg.disc_warmup_steps)
+
     def train_step(self, audio: Tensor) -> dict[str, float]:
         """Discriminator step (if the GAN phase started), then generator step."""
         cfg, w = self.cfg, self.cfg.loss_weights
@@ -303,7 +309,7 @@ class Trainer:
 
         losses = self.reconstruction_losses(fake, audio)
         losses |= out.losses
-        if self.gan_active():
+        if self.adversarial_active():
             with self.autocast():
                 losses |= self.adversary.generator_losses(real_crop, fake_crop)
         total = sum(w[k] * v for k, v in losses.items() if w.get(k, 0.0) > 0)
