@@ -35,15 +35,28 @@ def tiny_cfg(tmp_path: Path, **changes):
 
 
 def test_losses_finite_and_decreasing_on_a_fixed_batch(tmp_path: Path) -> None:
+    """60 steps on one batch lower its losses. Measured with every stage and no dropout
+    (eval mode) before and after: a training step's own losses swing with the stage counts
+    the quantizer dropout draws (one step's mel varies by 10 % from one draw to the next)."""
     trainer = Trainer(tiny_cfg(tmp_path, gan_start_step=10**6, lr=3e-3), progress=False)
     batch = next(iter(trainer.make_loader()))
-    first = trainer.train_step(batch)
+
+    def full_rate_losses() -> dict[str, float]:
+        trainer.model.eval()
+        with torch.no_grad():
+            losses = trainer.reconstruction_losses(trainer.model(batch).audio, batch)
+        trainer.model.train()
+        return {k: float(v) for k, v in losses.items()}
+
+    first = full_rate_losses()
     for _ in range(60):
-        last = trainer.train_step(batch)
-    assert all(torch.isfinite(torch.tensor(v)) for v in last.values())
-    assert last["mel"] < 0.9 * first["mel"]
+        last_step = trainer.train_step(batch)
+    last = full_rate_losses()
+    assert all(torch.isfinite(torch.tensor(v)) for v in last_step.values())
+    # Over five random streams of stage counts the ratio was 0.78-0.92.
+    assert last["mel"] < 0.95 * first["mel"]
     assert last["stft"] < first["stft"]
-    assert "stft_hr" not in last  # weight 0 by default: not computed
+    assert "stft_hr" not in last_step  # weight 0 by default: not computed
     # The GAN phase produces finite adversarial / feature-matching / discriminator losses.
     trainer.step = 10**6
     gan = trainer.train_step(batch)
@@ -319,3 +332,15 @@ def test_disc_warmup_trains_the_discriminators_alone_first(tmp_path: Path) -> No
     assert "adversarial" in logs[3] and "feature_matching" in logs[3]
     with pytest.raises(ValueError, match="disc_warmup_steps"):
         tiny_cfg(tmp_path, disc_warmup_steps=-1)
+
+
+def test_the_discriminators_leave_the_generators_random_stream_alone(tmp_path: Path) -> None:
+    """Which discriminators a run has (and whether they are wide) does not change what the
+    generator side draws afterwards, so a GAN run and its control see the same quantizer
+    dropout: the global random state after building the trainer is the same."""
+    states = []
+    for i, (names, width) in enumerate([(["mpd"], 16), (["mrstft"], 32), (["stft1d", "mpd"], 8)]):
+        Trainer(tiny_cfg(tmp_path / str(i), discriminators=names, disc_channels=width),
+                progress=False)
+        states.append(torch.get_rng_state())
+    assert all(torch.equal(states[0], s) for s in states[1:])

@@ -215,8 +215,14 @@ class Trainer:
             self.optimizer,
             lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
         )
-        self.adversary = Adversary(cfg.discriminators, cfg.sample_rate, cfg.lr_disc, cfg.betas,
-                                   cfg.adversarial_loss, cfg.disc_channels).to(self.device)
+        # The discriminators draw their initialisation from a stream of their own: from the
+        # global one they would shift everything drawn later (the quantizer dropout's stage
+        # counts), so a GAN run and its control without the GAN would not be paired.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 1)
+            self.adversary = Adversary(cfg.discriminators, cfg.sample_rate, cfg.lr_disc,
+                                       cfg.betas, cfg.adversarial_loss,
+                                       cfg.disc_channels).to(self.device)
         broadcast_module(self.adversary)
         self.mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(self.device)
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device)
