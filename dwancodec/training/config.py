@@ -112,7 +112,8 @@ class TrainConfig:
     # of a bin's phase with respect to the output spectrum scales as 1 / |S_hat|, so at 0.3
     # (nearly flat) the near-silent bins, whose phase is noise, supply most of the gradient;
     # at 1 every bin's pull on the spectrum is about equal, and the loud low-band bins, where
-    # the decode's phase error is half of random (round 13), get their share.
+    # the decode's phase error is 0.62 rad against pi/2 for a random phase, get their share.
+    # Round 13 (run lp1): at 1 that error fell to 0.60 rad in 8000 steps, with no PESQ gain.
     phase_weight_power: float = 0.3
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
