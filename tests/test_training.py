@@ -344,3 +344,32 @@ def test_the_discriminators_leave_the_generators_random_stream_alone(tmp_path: P
                 progress=False)
         states.append(torch.get_rng_state())
     assert all(torch.equal(states[0], s) for s in states[1:])
+
+
+def test_checkpoint_bundle_writes_the_runs_own_inference_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recipes/checkpoint_bundle.py: the bundle from a checkpoint decodes exactly as the
+    trainer's own bundle of that step (the averaged weights), --raw gives the raw ones, and
+    an existing folder or a file that is no checkpoint is refused with exit 2."""
+    sys.path.insert(0, str(REPO / "recipes"))
+    import checkpoint_bundle
+
+    trainer = Trainer(tiny_cfg(tmp_path, ema_decay=0.9), progress=False)
+    _run_steps(trainer, 3)
+    ckpt = trainer.save_checkpoint()
+    own = Codec.from_pretrained(trainer.export_bundle("own"))
+    x = torch.randn(1, 1, 4 * own.hop_length, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = own(x).audio
+        assert checkpoint_bundle.checkpoint_bundle(ckpt, tmp_path / "ema") == 3
+        assert torch.equal(Codec.from_pretrained(tmp_path / "ema")(x).audio, want)
+        checkpoint_bundle.checkpoint_bundle(ckpt, tmp_path / "raw", raw=True)
+        assert not torch.equal(Codec.from_pretrained(tmp_path / "raw")(x).audio, want)
+    with pytest.raises(FileExistsError):
+        checkpoint_bundle.checkpoint_bundle(ckpt, tmp_path / "ema")
+    not_a_checkpoint = tmp_path / "x.pt"
+    not_a_checkpoint.write_bytes(b"junk")
+    monkeypatch.setattr(sys, "argv", ["checkpoint_bundle.py", str(not_a_checkpoint),
+                                      str(tmp_path / "new")])
+    assert checkpoint_bundle.main() == 2
+    assert not (tmp_path / "new").exists()
