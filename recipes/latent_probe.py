@@ -1,0 +1,195 @@
+"""Is the phase in the latent? Trains a model with its quantizer taken out of the path and
+watches the loud-bin phase error (issue 12, round 14).
+
+The error split (``recipes/error_split.py --hop 80 --detail``) puts most of the remaining
+PESQ-WB gap in the absolute phase of the loud bins below 2 kHz, and no loss aimed at them has
+moved it (round 13: 0.62 -> 0.60 rad in 8000 steps). Two explanations predict different things:
+
+- the 8 x 5 FSQ dimensions at 50 Hz do not carry that phase: then a decoder fed a wider,
+  unrounded latent learns it, and the error falls;
+- the decoder (or the loss) cannot produce it from any latent: then it does not.
+
+Modes (``--mode``):
+
+- ``bypass``: the decoder gets the encoder's output itself (256 dimensions, no rounding): the
+  widest latent this encoder has, the ceiling of the whole autoencoder with this recipe;
+- ``unrounded``: every FSQ stage passes its bounded value through without rounding (the same
+  8 x 5 dimensions, no quantization noise; ``recipes/quantizer_ceiling.py`` measures this
+  untrained).
+
+The run takes a finished run's ``train_config.json`` (the control: same recipe, data order and
+seed, with the quantizer) and changes only the save folder, the step count and the quantizer
+path. Validation (every ``val_every`` steps, EMA weights) scores the 9 x 4 s validation
+segments through the same path: PESQ-WB, STOI, SI-SDR, mel distance, and the loud-bin phase
+errors (``loud_phase_errors``). Step 0 is scored before training, with the coded path (n_q 8)
+beside it. Checkpoints every ``save_every`` steps; rerunning the same command resumes exactly.
+The model this trains cannot code (its decoder learned a path the bitstream does not have), so
+it writes no bundle.
+
+Usage (repo root, venv active)::
+
+    python recipes/latent_probe.py /work/runs/ship-la/train_config.json \\
+        --mode bypass --steps 8000 --save /work/runs/probe-bypass
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dwancodec.model import Codec
+from dwancodec.quantization.base import QuantizerOutput
+from dwancodec.quantization.fsq import FSQ
+from dwancodec.training.config import TrainConfig, build_train_config, load_train_config_file
+from dwancodec.training.losses import MultiScaleMelLoss, si_sdr_torch
+from dwancodec.training.trainer import Trainer
+from dwancodec.training.validate import pesq_stoi
+
+
+def loud_phase_errors(ref: Tensor, est: Tensor, sample_rate: int, n_fft: int = 160,
+                      hop: int = 80, cutoff_hz: float = 2000.0, within_db: float = 20.0
+                      ) -> dict[str, float]:
+    """``[B, T]`` reference and estimate -> the phase errors of the loud low-band bins.
+
+    Bins below ``cutoff_hz`` (DC excluded) whose reference magnitude is within ``within_db``
+    of its frame's peak; each bin's anti-wrapped error weighted by the reference magnitude
+    (radians):
+    ``ip`` the instantaneous phase, ``gd`` the group delay (difference across bins), ``iaf``
+    the instantaneous frequency (difference across frames). A random phase scores ~pi/2 in
+    ``ip``. Worked example: the estimate ``ref`` itself gives 0 for all three.
+    """
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    sx = torch.stft(ref.double(), n_fft, hop, window=window, return_complex=True)
+    sy = torch.stft(est.double(), n_fft, hop, window=window, return_complex=True)
+    mag = sx.abs()
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None] * sample_rate / n_fft
+    peak = mag.amax(dim=1, keepdim=True).clamp_min(1e-9)
+    loud = (freqs < cutoff_hz) & (20 * torch.log10(mag.clamp_min(1e-9) / peak) > -within_db)
+    loud[..., 0, :] = False  # the DC bin of a real signal is real: its "phase" is only a sign
+    px, py = sx.angle(), sy.angle()
+
+    def wrap(a: Tensor) -> Tensor:
+        return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+
+    def mean(err: Tensor, mask: Tensor, w: Tensor) -> float:
+        w = w * mask
+        return float((err.abs() * w).sum() / w.sum().clamp_min(1e-12))
+
+    both_f = loud[:, 1:] & loud[:, :-1]
+    both_t = loud[..., 1:] & loud[..., :-1]
+    return {
+        "ip": mean(wrap(py - px), loud, mag),
+        "gd": mean(wrap(py.diff(dim=1) - px.diff(dim=1)), both_f, mag[:, 1:]),
+        "iaf": mean(wrap(py.diff(dim=2) - px.diff(dim=2)), both_t, mag[..., 1:]),
+    }
+
+
+def _unrounded(self: FSQ, z: Tensor) -> QuantizerOutput:
+    """FSQ.forward without the rounding: the bounded value passes through (gradient intact)."""
+    bounded = self.bound(z.transpose(1, 2))
+    return QuantizerOutput((bounded / self.half_width).transpose(1, 2), self._indices(bounded))
+
+
+def take_out_quantizer(model: Codec, mode: str) -> Codec:
+    """Patch ``model`` in place so that its training ``forward`` skips the rounding."""
+    if mode == "bypass":
+        def bypass(z: Tensor, n_q: int | None = None) -> QuantizerOutput:
+            codes = torch.zeros(z.shape[0], 1, z.shape[-1], dtype=torch.long, device=z.device)
+            return QuantizerOutput(z, codes)
+        model.quantizer.forward = bypass  # type: ignore[method-assign]
+    elif mode == "unrounded":
+        for stage in model.quantizer.stages:
+            if not isinstance(stage.quantizer, FSQ):
+                raise SystemExit("latent_probe: --mode unrounded needs an FSQ quantizer")
+            q = stage.quantizer
+            q.forward = _unrounded.__get__(q)  # type: ignore[method-assign]
+    else:
+        raise SystemExit(f"latent_probe: unknown mode {mode!r} (bypass or unrounded)")
+    return model
+
+
+@torch.no_grad()
+def score(model: Codec, batch: Tensor, coded: bool = False) -> dict[str, float]:
+    """``[B, 1, T]`` segments -> scores of the decode (the patched path, or the codes)."""
+    model.eval()
+    sr = model.sample_rate
+    if coded:
+        recon = model.decode(model.encode(batch))[..., : batch.shape[-1]]
+    else:
+        recon = model(batch).audio[..., : batch.shape[-1]]
+    pairs = [pesq_stoi(r[0].numpy(), e[0].numpy(), sr) for r, e in zip(batch, recon, strict=True)]
+    out = {"pesq": float(np.nanmean([p for p, _ in pairs])),
+           "stoi": float(np.nanmean([s for _, s in pairs])),
+           "si_sdr": float(si_sdr_torch(batch, recon).mean()),
+           "mel": float(MultiScaleMelLoss(sr)(recon, batch))}
+    out |= {f"phase_{k}": v for k, v in loud_phase_errors(batch[:, 0], recon[:, 0], sr).items()}
+    return out
+
+
+class ProbeTrainer(Trainer):
+    """The trainer with the quantizer taken out of the path, validation through that path."""
+
+    def __init__(self, cfg: TrainConfig, mode: str, **kw: Any) -> None:
+        super().__init__(cfg, **kw)
+        self.mode = mode
+        take_out_quantizer(self.model, mode)
+        self.history = cfg.checkpoint_dir / "probe.jsonl"
+
+    def inference_model(self) -> Codec:
+        model = super().inference_model()
+        return model if model is self.model else take_out_quantizer(model, self.mode)
+
+    def export_bundle(self, name: str) -> Path:
+        return self.ckpt_dir  # no bundle: this model cannot code (module docstring)
+
+    def record(self, row: dict[str, float | int | str]) -> None:
+        print(json.dumps(row), flush=True)
+        with self.history.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def run_validation(self) -> dict[str, float] | None:
+        batch = self.val_batch()
+        if batch is None:
+            return None
+        scores = score(self.inference_model().eval(), batch)
+        if self.logger is not None:
+            self.logger.scalars("val", scores, self.step)
+        self.record({"step": self.step, "path": self.mode} | scores)
+        return scores
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("train_config", help="a run's train_config.json (the control)")
+    p.add_argument("--mode", choices=["bypass", "unrounded"], default="bypass")
+    p.add_argument("--steps", type=int, default=8000, help="cosine length (default 8000)")
+    p.add_argument("--save", required=True, help="run folder (outside git)")
+    args = p.parse_args()
+    base = load_train_config_file(args.train_config)
+    base |= {"save_dir": args.save, "experiment_name": Path(args.save).name,
+             "max_steps": args.steps}
+    cfg = build_train_config(base)
+    trainer = ProbeTrainer(cfg, args.mode, progress=False)
+    if not trainer.resume():
+        cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        batch = trainer.val_batch()
+        if batch is not None:
+            model = trainer.inference_model()
+            trainer.record({"step": 0, "path": "coded n_q 8"} | score(
+                Codec.from_pretrained(cfg.init_from) if cfg.init_from else model, batch,
+                coded=True))
+            trainer.record({"step": 0, "path": args.mode} | score(model, batch))
+    trainer.fit()
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
