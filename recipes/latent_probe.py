@@ -15,7 +15,12 @@ Modes (``--mode``):
   widest latent this encoder has, the ceiling of the whole autoencoder with this recipe;
 - ``unrounded``: every FSQ stage passes its bounded value through without rounding (the same
   8 x 5 dimensions, no quantization noise; ``recipes/quantizer_ceiling.py`` measures this
-  untrained).
+  untrained);
+- ``side``: the coded path stays, and a side path adds a learned 1 x 1 projection of the
+  encoder's output (all 256 dimensions, unrounded) to the decoder's input. Its weights start
+  at 0, so the run starts from the source model's exact function (``bypass`` starts from a
+  decoder that has never seen the unquantized latent, PESQ-WB 1.2) and anything it gains is
+  information the codes do not carry.
 
 The run takes a finished run's ``train_config.json`` (the control: same recipe, data order and
 seed, with the quantizer) and changes only the save folder, the step count and the quantizer
@@ -50,7 +55,7 @@ from dwancodec.quantization.base import QuantizerOutput
 from dwancodec.quantization.fsq import FSQ
 from dwancodec.training.config import TrainConfig, build_train_config, load_train_config_file
 from dwancodec.training.losses import MultiScaleMelLoss, si_sdr_torch
-from dwancodec.training.trainer import Trainer
+from dwancodec.training.trainer import Trainer, lr_lambda
 from dwancodec.training.validate import pesq_stoi
 
 
@@ -99,8 +104,26 @@ def _unrounded(self: FSQ, z: Tensor) -> QuantizerOutput:
 
 
 def take_out_quantizer(model: Codec, mode: str) -> Codec:
-    """Patch ``model`` in place so that its training ``forward`` skips the rounding."""
-    if mode == "bypass":
+    """Patch ``model`` in place so that its training ``forward`` skips the rounding (``side``:
+    adds the module ``probe_side``, a parameter the caller's optimizer must be given)."""
+    if mode == "side":
+        if not hasattr(model, "probe_side"):
+            dim = model.config.latent_dim
+            # Its own random stream: the global one also draws the quantizer dropout, which
+            # must stay paired with the control's.
+            with torch.random.fork_rng(devices=[]):
+                side = torch.nn.Conv1d(dim, dim, 1)
+            torch.nn.init.zeros_(side.weight)
+            torch.nn.init.zeros_(side.bias)
+            model.probe_side = side.to(next(model.parameters()).device)
+        coded = model.quantizer.forward
+
+        def with_side(z: Tensor, n_q: int | None = None) -> QuantizerOutput:
+            out = coded(z, n_q)
+            return QuantizerOutput(out.z_q + model.probe_side(z), out.codes, out.losses,
+                                   out.metrics)
+        model.quantizer.forward = with_side  # type: ignore[method-assign]
+    elif mode == "bypass":
         def bypass(z: Tensor, n_q: int | None = None) -> QuantizerOutput:
             codes = torch.zeros(z.shape[0], 1, z.shape[-1], dtype=torch.long, device=z.device)
             return QuantizerOutput(z, codes)
@@ -112,7 +135,7 @@ def take_out_quantizer(model: Codec, mode: str) -> Codec:
             q = stage.quantizer
             q.forward = _unrounded.__get__(q)  # type: ignore[method-assign]
     else:
-        raise SystemExit(f"latent_probe: unknown mode {mode!r} (bypass or unrounded)")
+        raise SystemExit(f"latent_probe: unknown mode {mode!r} (bypass, unrounded or side)")
     return model
 
 
@@ -141,11 +164,23 @@ class ProbeTrainer(Trainer):
         super().__init__(cfg, **kw)
         self.mode = mode
         take_out_quantizer(self.model, mode)
+        if mode == "side":  # the new parameters join the optimizer, schedule and average
+            self.optimizer = torch.optim.AdamW(
+                [p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
+                betas=cfg.betas, weight_decay=cfg.weight_decay)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer,
+                lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio))
+            if self.ema is not None:
+                self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.history = cfg.checkpoint_dir / "probe.jsonl"
 
     def inference_model(self) -> Codec:
-        model = super().inference_model()
-        return model if model is self.model else take_out_quantizer(model, self.mode)
+        if self.ema is None:
+            return self.model
+        model = take_out_quantizer(Codec(self.model.config), self.mode)
+        model.load_state_dict(self.ema)
+        return model
 
     def export_bundle(self, name: str) -> Path:
         return self.ckpt_dir  # no bundle: this model cannot code (module docstring)
@@ -169,7 +204,7 @@ class ProbeTrainer(Trainer):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("train_config", help="a run's train_config.json (the control)")
-    p.add_argument("--mode", choices=["bypass", "unrounded"], default="bypass")
+    p.add_argument("--mode", choices=["side", "bypass", "unrounded"], default="side")
     p.add_argument("--steps", type=int, default=8000, help="cosine length (default 8000)")
     p.add_argument("--save", required=True, help="run folder (outside git)")
     args = p.parse_args()

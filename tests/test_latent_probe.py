@@ -69,6 +69,22 @@ def test_bypass_feeds_the_decoder_the_encoders_output() -> None:
     assert not torch.allclose(out, coded, atol=1e-3)  # the quantizer really is out of the path
 
 
+def test_the_side_path_starts_at_the_coded_function_and_learns() -> None:
+    """``side`` starts as the model itself (bit for bit: its projection is 0), its projection
+    gets gradient, and building it leaves the global random stream where it was."""
+    model = Codec.from_config("tiny", seed=0).eval()
+    x = torch.randn(1, 1, 4 * model.hop_length, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        coded = model.decode(model.encode(x))
+    rng = torch.get_rng_state()
+    take_out_quantizer(model, "side")
+    assert torch.equal(torch.get_rng_state(), rng)
+    out = model(x).audio
+    assert torch.equal(out.detach(), coded)
+    out.square().sum().backward()
+    assert model.probe_side.weight.grad.abs().sum() > 0
+
+
 def test_unrounded_stages_pass_values_between_the_levels() -> None:
     """Unrounded, a stage's value is not on its grid, is within half a level of the coded one,
     and carries gradient to the encoder."""
@@ -89,17 +105,20 @@ def test_unrounded_stages_pass_values_between_the_levels() -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 
-def test_the_probe_trains_scores_and_resumes_exactly(tmp_path: Path) -> None:
-    """Two steps, then two more after a restart, equal four steps in one go; validation
-    through the bypass writes its scores, and no bundle is written."""
+@pytest.mark.parametrize("mode", ["bypass", "side"])
+def test_the_probe_trains_scores_and_resumes_exactly(tmp_path: Path, mode: str) -> None:
+    """Two steps, then two more after a restart, equal four steps in one go (the side path's
+    weights and average included); validation through the path writes its scores, and no
+    bundle is written."""
     base = {"model_config": "tiny", "train_data": [DATA], "val_data": [DATA], "batch_size": 2,
-            "segment_seconds": 0.25, "num_workers": 0, "log": "csv", "val_every": 2,
+            "segment_seconds": 0.25, "num_workers": 0, "log": "csv", "val_every": 10**6,
             "save_every": 2, "warmup_steps": 1, "val_segments": 2, "val_segment_seconds": 1.0,
             "gan_start_step": 10**6}
 
     def trainer(folder: Path) -> ProbeTrainer:
-        cfg = build_train_config({}, base | {"save_dir": str(folder), "max_steps": 4})
-        t = ProbeTrainer(cfg, "bypass", progress=False)
+        cfg = build_train_config({}, base | {"save_dir": str(folder), "max_steps": 4,
+                                             "ema_decay": 0.9})
+        t = ProbeTrainer(cfg, mode, progress=False)
         t.resume()
         return t
 
@@ -114,6 +133,17 @@ def test_the_probe_trains_scores_and_resumes_exactly(tmp_path: Path) -> None:
     b.fit()
     for k, v in a.model.state_dict().items():
         assert torch.equal(v, b.model.state_dict()[k]), k
+    assert a.ema is not None and b.ema is not None and a.ema.keys() == b.ema.keys()
+    for k, v in a.ema.items():
+        assert torch.equal(v, b.ema[k]), k
+    if mode == "side":
+        assert b.model.probe_side.weight.abs().sum() > 0  # it trained
+        assert "probe_side.weight" in b.ema
+    # Validation off above: it builds a model, which draws from the global random stream, so
+    # a run is exact across restarts at its own checkpoints (saved after validation), not
+    # against a first half that skipped a validation.
+    b.logger = None  # fit closed it
+    b.run_validation()
     rows = (tmp_path / "b" / "probe.jsonl").read_text().splitlines()
-    assert len(rows) == 2 and '"phase_ip"' in rows[0]
+    assert len(rows) == 1 and '"phase_ip"' in rows[0] and f'"path": "{mode}"' in rows[0]
     assert not list((tmp_path / "b").glob("bundle-*"))
