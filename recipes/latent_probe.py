@@ -178,7 +178,8 @@ class ProbeTrainer(Trainer):
     def inference_model(self) -> Codec:
         if self.ema is None:
             return self.model
-        model = take_out_quantizer(Codec(self.model.config), self.mode)
+        with torch.random.fork_rng(devices=[]):  # as Trainer.inference_model: stay paired
+            model = take_out_quantizer(Codec(self.model.config), self.mode)
         model.load_state_dict(self.ema)
         return model
 

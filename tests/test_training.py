@@ -156,6 +156,23 @@ def test_resume_is_bit_exact(tmp_path: Path) -> None:
     assert resumed == full[3:]
 
 
+def test_validation_does_not_change_the_training(tmp_path: Path) -> None:
+    """A run that validates (with averaged weights: a model is built for it) after every
+    step trains the same weights as one that never validates: the quantizer dropout that
+    follows draws from the global stream, which validation must leave alone."""
+    changes = {"gan_start_step": 10**6, "ema_decay": 0.9, "val_data": [DATA],
+               "val_segments": 1, "val_segment_seconds": 0.5, "val_pesq_stoi": False}
+    plain = Trainer(tiny_cfg(tmp_path / "a", **changes), progress=False)
+    _run_steps(plain, 4)
+    validating = Trainer(tiny_cfg(tmp_path / "b", **changes), progress=False)
+    loader = iter(validating.make_loader())
+    for _ in range(4):
+        validating.train_step(next(loader))
+        validating.run_validation()
+    for k, v in plain.model.state_dict().items():
+        assert torch.equal(v, validating.model.state_dict()[k]), k
+
+
 def test_exported_bundle_loads_and_streams(tmp_path: Path) -> None:
     trainer = Trainer(tiny_cfg(tmp_path), progress=False)
     _run_steps(trainer, 2)

@@ -436,7 +436,11 @@ class Trainer:
         """The generator for export: EMA weights if enabled."""
         if self.ema is None:
             return self.model
-        model = Codec(self.model.config)
+        # A stream of its own for the throw-away initialisation: from the global one it would
+        # shift the quantizer dropout drawn after every validation, so the validation cadence
+        # would change the training (and a run would not pair with its control).
+        with torch.random.fork_rng(devices=[]):
+            model = Codec(self.model.config)
         model.load_state_dict(self.ema)
         return model
 
