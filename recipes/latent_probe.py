@@ -34,7 +34,10 @@ it writes no bundle.
 Usage (repo root, venv active)::
 
     python recipes/latent_probe.py /work/runs/ship-la/train_config.json \\
-        --mode bypass --steps 8000 --save /work/runs/probe-bypass
+        --mode side --steps 18000 --save /work/runs/probe-side
+    # a side run's checkpoint at every n_q, with its side path and with it zeroed:
+    python recipes/latent_probe.py /work/runs/ship-la/train_config.json \\
+        --report /work/runs/probe-side/step-00003750.pt
 """
 
 from __future__ import annotations
@@ -50,10 +53,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dwancodec.config import CodecConfig
 from dwancodec.model import Codec
 from dwancodec.quantization.base import QuantizerOutput
 from dwancodec.quantization.fsq import FSQ
 from dwancodec.training.config import TrainConfig, build_train_config, load_train_config_file
+from dwancodec.training.data import AudioCorpus, validation_segments
 from dwancodec.training.losses import MultiScaleMelLoss, si_sdr_torch
 from dwancodec.training.trainer import Trainer, lr_lambda
 from dwancodec.training.validate import pesq_stoi
@@ -157,6 +162,33 @@ def score(model: Codec, batch: Tensor, coded: bool = False) -> dict[str, float]:
     return out
 
 
+@torch.no_grad()
+def side_report(checkpoint: str | Path, batch: Tensor) -> list[dict[str, object]]:
+    """A ``side`` run's checkpoint (averaged weights) at each number of stages, decoded with
+    its side path and with the side path zeroed: how much the decoder leans on it."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = take_out_quantizer(Codec(CodecConfig.from_dict(state["model_config"])), "side")
+    model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+    model.eval()
+    rows: list[dict[str, object]] = []
+    side = {k: v.clone() for k, v in model.probe_side.state_dict().items()}
+    for n_q in range(1, model.num_codebooks + 1):
+        row: dict[str, object] = {"step": int(state["step"]), "n_q": n_q}
+        for name, zero in (("with side", False), ("side zeroed", True)):
+            model.probe_side.load_state_dict(
+                {k: torch.zeros_like(v) for k, v in side.items()} if zero else side)
+            recon = model(batch, n_q).audio[..., : batch.shape[-1]]
+            pesq = np.nanmean([pesq_stoi(r[0].numpy(), e[0].numpy(), model.sample_rate)[0]
+                               for r, e in zip(batch, recon, strict=True)])
+            row[name] = {"pesq": float(pesq),
+                         "mel": float(MultiScaleMelLoss(model.sample_rate)(recon, batch)),
+                         "phase_ip": loud_phase_errors(batch[:, 0], recon[:, 0],
+                                                       model.sample_rate)["ip"]}
+        rows.append(row)
+    model.probe_side.load_state_dict(side)
+    return rows
+
+
 class ProbeTrainer(Trainer):
     """The trainer with the quantizer taken out of the path, validation through that path."""
 
@@ -207,9 +239,24 @@ def main() -> None:
     p.add_argument("train_config", help="a run's train_config.json (the control)")
     p.add_argument("--mode", choices=["side", "bypass", "unrounded"], default="side")
     p.add_argument("--steps", type=int, default=8000, help="cosine length (default 8000)")
-    p.add_argument("--save", required=True, help="run folder (outside git)")
+    p.add_argument("--save", help="run folder (outside git)")
+    p.add_argument("--report", metavar="CHECKPOINT",
+                   help="no training: a side run's checkpoint at every n_q, with its side "
+                        "path and with it zeroed, on the config's validation segments")
     args = p.parse_args()
     base = load_train_config_file(args.train_config)
+    if args.report:
+        cfg = build_train_config(base)
+        hop = Codec(CodecConfig.from_dict(
+            torch.load(args.report, map_location="cpu", weights_only=False)["model_config"])
+        ).hop_length
+        corpus = AudioCorpus(cfg.val_data, cfg.sample_rate)
+        seg = int(cfg.val_segment_seconds * cfg.sample_rate) // hop * hop
+        for row in side_report(args.report, validation_segments(corpus, cfg.val_segments, seg)):
+            print(json.dumps(row), flush=True)
+        return None
+    if not args.save:
+        p.error("--save is required to train")
     base |= {"save_dir": args.save, "experiment_name": Path(args.save).name,
              "max_steps": args.steps}
     cfg = build_train_config(base)

@@ -17,7 +17,7 @@ from dwancodec.model import Codec
 from dwancodec.training.config import build_train_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
-from latent_probe import ProbeTrainer, loud_phase_errors, take_out_quantizer
+from latent_probe import ProbeTrainer, loud_phase_errors, side_report, take_out_quantizer
 
 SR = 16000
 DATA = str(Path(__file__).parent / "data")
@@ -139,6 +139,11 @@ def test_the_probe_trains_scores_and_resumes_exactly(tmp_path: Path, mode: str) 
     if mode == "side":
         assert b.model.probe_side.weight.abs().sum() > 0  # it trained
         assert "probe_side.weight" in b.ema
+        # --report: every n_q, with the side path and without; they differ once it trained
+        batch = b.val_batch()
+        rows = side_report(b.save_checkpoint(), batch)
+        assert [r["n_q"] for r in rows] == list(range(1, b.model.num_codebooks + 1))
+        assert all(r["with side"]["mel"] != r["side zeroed"]["mel"] for r in rows)
     # Validation off above: it builds a model, which draws from the global random stream, so
     # a run is exact across restarts at its own checkpoints (saved after validation), not
     # against a first half that skipped a validation.
