@@ -17,7 +17,13 @@ from dwancodec.model import Codec
 from dwancodec.training.config import build_train_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
-from latent_probe import ProbeTrainer, loud_phase_errors, side_report, take_out_quantizer
+from latent_probe import (
+    ProbeTrainer,
+    loud_phase_errors,
+    phase_error_by_band,
+    side_report,
+    take_out_quantizer,
+)
 
 SR = 16000
 DATA = str(Path(__file__).parent / "data")
@@ -55,6 +61,21 @@ def test_a_constant_rotation_is_all_instantaneous_phase(theta: float) -> None:
     err = loud_phase_errors(x, 0.5 * rotate(x, theta), SR)
     assert abs(err["ip"] - abs(theta)) < 0.05
     assert err["gd"] < 0.1 and err["iaf"] < 0.1
+
+
+def test_a_pulse_train_shifted_in_time_errs_in_proportion_to_frequency() -> None:
+    """Shifting a voice by a quarter of a sample (a fractional delay) moves each harmonic's
+    phase by 2 pi f d: the per-band error grows with the band's frequency, about as that."""
+    x = voice(seconds=1.0, f0=100.0)
+    spec = torch.fft.rfft(x)
+    freqs = torch.fft.rfftfreq(x.shape[-1], 1 / SR)
+    d = 0.25 / SR
+    shifted = torch.fft.irfft(spec * torch.exp(-2j * math.pi * freqs * d), n=x.shape[-1])
+    bands = phase_error_by_band(x, shifted, SR, edges=(100, 400, 1000, 2000))
+    errs = list(bands.values())
+    assert errs == sorted(errs) and errs[-1] > 5 * errs[0]
+    for (lo, hi), err in zip([(100, 400), (400, 1000), (1000, 2000)], errs, strict=True):
+        assert 2 * math.pi * lo * d * 0.8 < err < 2 * math.pi * hi * d * 1.1
 
 
 def test_bypass_feeds_the_decoder_the_encoders_output() -> None:
