@@ -13,13 +13,15 @@ spectral envelope or the reverse (envelope = the magnitude smoothed over 9 bins,
 all with the decode's phase; and the true phase only in the loud low-band bins (below 2 kHz and
 within 10 or 20 dB of their frame's peak) on the decode's magnitudes: what a phase loss that
 weighs the loud bins could buy (round 13; at the head's own 160 / 80 it is most of what the
-whole true phase buys), and the true phase up to a random constant per bin or up to the decode's
-best constant per frame (which of the phase's relations matter). With ``--losses`` it also
-prints the training objective of each hybrid against the input (``DEFAULT_LOSS_WEIGHTS``: mel,
-MR-STFT, the low-band harmonic loss where its weight is not 0 (30 since round 12; round 11's
-table had it at 0) and the anti-wrapping phase losses, weighted, mean over clips): does the
-objective score a hybrid that PESQ prefers as better than the decode (then the model is short of
-optimisation), or not (then the objective does not see what PESQ hears)?
+whole true phase buys), the true phase up to a random constant per bin or up to the decode's
+best constant per frame (which of the phase's relations matter), and the true phase with each
+frame moved by a random delay of up to 1, 2 or 4 samples (what imprecise pulse timing costs).
+With ``--losses`` it also prints the training objective of each hybrid against the input
+(``DEFAULT_LOSS_WEIGHTS``: mel, MR-STFT, the low-band harmonic loss where its weight is not 0
+(30 since round 12; round 11's table had it at 0) and the anti-wrapping phase losses,
+weighted, mean over clips): does the objective score a hybrid that PESQ prefers as better than
+the decode (then the model is short of optimisation), or not (then the objective does not see
+what PESQ hears)?
 
 Usage (repo root, venv active)::
 
@@ -82,6 +84,14 @@ def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: boo
         per_frame = torch.angle((mx * torch.polar(torch.ones_like(px), py - px)).sum(0))
         out["true phase + a random constant per bin"] = (my, px + per_bin)
         out["true phase + the decode's constant per frame"] = (my, px + per_frame)
+        # The decode's phase error grows with frequency (round 14, `latent_probe.py --bands`):
+        # 0.23 rad at 100-400 Hz, random above 1.3 kHz, as if its pulses were placed a few
+        # samples off. The true phase with each frame's pulses moved by a random delay of up to
+        # k samples (a linear phase 2 pi f tau per frame) scores what that alone would cost.
+        for k in (1, 2, 4):
+            tau = (torch.rand(1, px.shape[1], generator=gen, dtype=px.dtype) * 2 - 1) * k / sr
+            out[f"true phase, pulses moved by up to {k} samples per frame"] = (
+                my, px - 2 * torch.pi * freqs * tau)
     return out
 
 
