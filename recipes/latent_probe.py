@@ -177,6 +177,7 @@ def score(model: Codec, batch: Tensor, coded: bool = False) -> dict[str, float]:
            "si_sdr": float(si_sdr_torch(batch, recon).mean()),
            "mel": float(MultiScaleMelLoss(sr)(recon, batch))}
     out |= {f"phase_{k}": v for k, v in loud_phase_errors(batch[:, 0], recon[:, 0], sr).items()}
+    out |= {f"ip_{k}": v for k, v in phase_error_by_band(batch[:, 0], recon[:, 0], sr).items()}
     return out
 
 
