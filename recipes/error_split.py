@@ -15,7 +15,9 @@ within 10 or 20 dB of their frame's peak) on the decode's magnitudes: what a pha
 weighs the loud bins could buy (round 13; at the head's own 160 / 80 it is most of what the
 whole true phase buys), the true phase up to a random constant per bin or up to the decode's
 best constant per frame (which of the phase's relations matter), and the true phase with each
-frame moved by a random delay of up to 1, 2 or 4 samples (what imprecise pulse timing costs).
+frame moved by a random delay of up to 1, 2 or 4 samples (what imprecise pulse timing costs),
+and the decode's phase with each frame moved by its best delay (an oracle: is the decode's
+phase error one number per frame?).
 With ``--losses`` it also prints the training objective of each hybrid against the input
 (``DEFAULT_LOSS_WEIGHTS``: mel, MR-STFT, the low-band harmonic loss where its weight is not 0
 (30 since round 12; round 11's table had it at 0) and the anti-wrapping phase losses,
@@ -92,7 +94,28 @@ def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: boo
             tau = (torch.rand(1, px.shape[1], generator=gen, dtype=px.dtype) * 2 - 1) * k / sr
             out[f"true phase, pulses moved by up to {k} samples per frame"] = (
                 my, px - 2 * torch.pi * freqs * tau)
+        # The reverse: the decode's own phase with each frame moved by its best delay (an
+        # oracle that knows the input). If this recovers most of the true phase's gain, the
+        # decode's phase error is one number per frame (where its pulses sit), not per bin.
+        out["decode phase + the best delay per frame (oracle)"] = (
+            my, py - 2 * torch.pi * freqs * best_delay(sx, sy, freqs, sr))
     return out
+
+
+def best_delay(sx: torch.Tensor, sy: torch.Tensor, freqs: torch.Tensor, sr: int,
+               max_samples: float = 8.0, step: float = 0.05) -> torch.Tensor:
+    """``[F, frames]`` input and decode STFTs -> ``[1, frames]`` the delay tau (seconds) per
+    frame that, applied to the decode (phase ``angle Y - 2 pi f tau``), best aligns it with
+    the input: the maximiser, over a grid of ``step`` samples within +-``max_samples``, of
+    ``sum_f |X||Y| cos(angle X - angle Y + 2 pi f tau)`` (their correlation after the move).
+    Worked example: a decode that is the input delayed by 3 samples gets tau = -3 / sr (moved
+    3 samples earlier) in every frame."""
+    taus = torch.arange(-max_samples, max_samples + step / 2, step, dtype=torch.float64) / sr
+    cross = sx * sy.conj()  # [F, frames]
+    shift = torch.polar(torch.ones(len(taus), freqs.shape[0], dtype=torch.float64),
+                        2 * torch.pi * taus[:, None] * freqs[None, :, 0])  # [taus, F]
+    score = torch.einsum("tf,fn->tn", shift, cross).real  # [taus, frames]
+    return taus[score.argmax(0)][None, :]
 
 
 def main() -> None:
