@@ -16,8 +16,9 @@ weighs the loud bins could buy (round 13; at the head's own 160 / 80 it is most 
 whole true phase buys), the true phase up to a random constant per bin or up to the decode's
 best constant per frame (which of the phase's relations matter), and the true phase with each
 frame moved by a random delay of up to 1, 2 or 4 samples (what imprecise pulse timing costs),
-and the decode's phase with each frame moved by its best delay (an oracle: is the decode's
-phase error one number per frame?).
+the decode's phase with each frame moved by its best delay (an oracle: is the decode's
+phase error one number per frame?), and Griffin-Lim's phase from random on the decode's
+magnitude (how much of the decode's phase is information rather than consistency?).
 With ``--losses`` it also prints the training objective of each hybrid against the input
 (``DEFAULT_LOSS_WEIGHTS``: mel, MR-STFT, the low-band harmonic loss where its weight is not 0
 (30 since round 12; round 11's table had it at 0) and the anti-wrapping phase losses,
@@ -58,8 +59,8 @@ def smooth(mag: torch.Tensor, bins: int = 9) -> torch.Tensor:
     return torch.nn.functional.conv1d(mag.T[:, None], kernel, padding=bins // 2)[:, 0].T
 
 
-def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: bool
-            ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: bool,
+            hop: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Input and decode STFTs ``[F, frames]`` -> name -> (magnitude, phase) to resynthesise."""
     mx, my, px, py = sx.abs(), sy.abs(), sx.angle(), sy.angle()
     out = {"decode": (my, py), "decode magnitude + true phase": (my, px),
@@ -99,7 +100,26 @@ def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: boo
         # decode's phase error is one number per frame (where its pulses sit), not per bin.
         out["decode phase + the best delay per frame (oracle)"] = (
             my, py - 2 * torch.pi * freqs * best_delay(sx, sy, freqs, sr))
+        # A consistent phase that knows nothing of the input's: Griffin-Lim from a random
+        # phase (the decode's own STFT is consistent already: it is a signal's). Against the
+        # decode: how much of the decode's phase is information rather than consistency.
+        rand = (torch.rand(px.shape, generator=gen, dtype=px.dtype) * 2 - 1) * torch.pi
+        out["decode magnitude + Griffin-Lim phase (100 iterations from random)"] = (
+            my, griffin_lim(my, rand, n_fft, 100, hop or n_fft // 4))
     return out
+
+
+def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, n_fft: int, iterations: int,
+                hop: int) -> torch.Tensor:
+    """``[F, frames]`` magnitude and initial phase -> the phase after ``iterations`` of
+    Griffin-Lim (Hann window of ``n_fft`` at ``hop``): a consistent STFT near that magnitude,
+    from that start."""
+    window = torch.hann_window(n_fft, dtype=mag.dtype)
+    length = (mag.shape[1] - 1) * hop
+    for _ in range(iterations):
+        x = torch.istft(torch.polar(mag, phase), n_fft, hop, window=window, length=length)
+        phase = torch.stft(x, n_fft, hop, window=window, return_complex=True).angle()
+    return phase
 
 
 def best_delay(sx: torch.Tensor, sy: torch.Tensor, freqs: torch.Tensor, sr: int,
@@ -152,7 +172,7 @@ def main() -> None:
             with torch.inference_mode():
                 y = model(torch.from_numpy(audio)[None, None], n_q).audio[0, 0].double()
             sy = torch.stft(y, n_fft, hop, window=window, return_complex=True)
-            for kind, (mag, phase) in hybrids(sx, sy, sr, n_fft, args.detail).items():
+            for kind, (mag, phase) in hybrids(sx, sy, sr, n_fft, args.detail, hop).items():
                 est = resynth(mag, phase, window, hop, len(audio)).astype(np.float32)
                 scores.setdefault((n_q, kind), []).append(
                     (pesq_wb(audio, est, sr), mel_distance(audio, est, sr)))

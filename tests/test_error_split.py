@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
-from error_split import best_delay, hybrids, resynth
+from error_split import best_delay, griffin_lim, hybrids, resynth
 
 SR, N_FFT, HOP = 16000, 160, 80
 
@@ -55,3 +55,20 @@ def test_the_hybrids_take_the_parts_they_name() -> None:
     # the oracle moves the decode's phase by a linear ramp per frame: magnitudes untouched
     mag, phase = h["decode phase + the best delay per frame (oracle)"]
     assert torch.equal(mag, sy.abs()) and not torch.allclose(phase, sy.angle())
+
+
+def test_griffin_lim_moves_a_random_phase_towards_consistency() -> None:
+    """From a random phase, the STFT of the resynthesis gets closer to the target magnitude
+    with more iterations (spectral convergence falls)."""
+    g = torch.Generator().manual_seed(2)
+    t = torch.arange(8000, dtype=torch.float64) / SR
+    x = sum(torch.cos(2 * torch.pi * 150 * k * t) / k for k in range(1, 20))
+    mag = stft(x).abs()
+    start = (torch.rand(mag.shape, generator=g, dtype=mag.dtype) * 2 - 1) * torch.pi
+    window = torch.hann_window(N_FFT, dtype=torch.float64)
+
+    def convergence(phase: torch.Tensor) -> float:
+        y = torch.from_numpy(resynth(mag, phase, window, HOP, len(x)))
+        return float((stft(y).abs() - mag).norm() / mag.norm())
+    errs = [convergence(griffin_lim(mag, start, N_FFT, n, HOP)) for n in (0, 5, 50)]
+    assert errs[0] > errs[1] > errs[2]
