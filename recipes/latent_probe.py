@@ -20,7 +20,8 @@ Modes (``--mode``):
   encoder's output (all 256 dimensions, unrounded) to the decoder's input. Its weights start
   at 0, so the run starts from the source model's exact function (``bypass`` starts from a
   decoder that has never seen the unquantized latent, PESQ-WB 1.2) and anything it gains is
-  information the codes do not carry.
+  information the codes do not carry;
+- ``coded``: nothing taken out: the control, validated the same way (phase errors per band).
 
 The run takes a finished run's ``train_config.json`` (the control: same recipe, data order and
 seed, with the quantizer) and changes only the save folder, the step count and the quantizer
@@ -129,6 +130,8 @@ def _unrounded(self: FSQ, z: Tensor) -> QuantizerOutput:
 def take_out_quantizer(model: Codec, mode: str) -> Codec:
     """Patch ``model`` in place so that its training ``forward`` skips the rounding (``side``:
     adds the module ``probe_side``, a parameter the caller's optimizer must be given)."""
+    if mode == "coded":  # the control: the model as it codes, with the probe's validation
+        return model
     if mode == "side":
         if not hasattr(model, "probe_side"):
             dim = model.config.latent_dim
@@ -158,7 +161,8 @@ def take_out_quantizer(model: Codec, mode: str) -> Codec:
             q = stage.quantizer
             q.forward = _unrounded.__get__(q)  # type: ignore[method-assign]
     else:
-        raise SystemExit(f"latent_probe: unknown mode {mode!r} (bypass, unrounded or side)")
+        raise SystemExit(
+            f"latent_probe: unknown mode {mode!r} (side, bypass, unrounded or coded)")
     return model
 
 
@@ -256,7 +260,7 @@ class ProbeTrainer(Trainer):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("train_config", help="a run's train_config.json (the control)")
-    p.add_argument("--mode", choices=["side", "bypass", "unrounded"], default="side")
+    p.add_argument("--mode", choices=["side", "bypass", "unrounded", "coded"], default="side")
     p.add_argument("--steps", type=int, default=8000, help="cosine length (default 8000)")
     p.add_argument("--save", help="run folder (outside git)")
     p.add_argument("--report", metavar="CHECKPOINT",

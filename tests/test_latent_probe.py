@@ -126,7 +126,7 @@ def test_unrounded_stages_pass_values_between_the_levels() -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 
-@pytest.mark.parametrize("mode", ["bypass", "side"])
+@pytest.mark.parametrize("mode", ["bypass", "side", "coded"])
 def test_the_probe_trains_scores_and_resumes_exactly(tmp_path: Path, mode: str) -> None:
     """Two steps, then two more after a restart, equal four steps in one go (the side path's
     weights and average included); validation through the path writes its scores, and no
