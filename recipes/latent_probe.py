@@ -212,6 +212,15 @@ def side_report(checkpoint: str | Path, batch: Tensor) -> list[dict[str, object]
     return rows
 
 
+def config_val_batch(base: dict[str, Any], hop: int) -> Tensor:
+    """A training config's validation segments ``[N, 1, T]`` (``T`` a multiple of ``hop``),
+    as its trainer validates on them."""
+    cfg = build_train_config(base)
+    corpus = AudioCorpus(cfg.val_data, cfg.sample_rate)
+    seg = int(cfg.val_segment_seconds * cfg.sample_rate) // hop * hop
+    return validation_segments(corpus, cfg.val_segments, seg)
+
+
 class ProbeTrainer(Trainer):
     """The trainer with the quantizer taken out of the path, validation through that path."""
 
@@ -272,24 +281,17 @@ def main() -> None:
     args = p.parse_args()
     base = load_train_config_file(args.train_config)
     if args.bands:
-        cfg = build_train_config(base)
         model = Codec.from_pretrained(args.bands).eval()
-        corpus = AudioCorpus(cfg.val_data, cfg.sample_rate)
-        seg = int(cfg.val_segment_seconds * cfg.sample_rate) // model.hop_length * model.hop_length
-        batch = validation_segments(corpus, cfg.val_segments, seg)
+        batch = config_val_batch(base, model.hop_length)
         with torch.no_grad():
             recon = model.decode(model.encode(batch))[..., : batch.shape[-1]]
         print(json.dumps({"bundle": args.bands, "model": model.identity()}
                          | phase_error_by_band(batch[:, 0], recon[:, 0], model.sample_rate)))
         return None
     if args.report:
-        cfg = build_train_config(base)
-        hop = Codec(CodecConfig.from_dict(
-            torch.load(args.report, map_location="cpu", weights_only=False)["model_config"])
-        ).hop_length
-        corpus = AudioCorpus(cfg.val_data, cfg.sample_rate)
-        seg = int(cfg.val_segment_seconds * cfg.sample_rate) // hop * hop
-        for row in side_report(args.report, validation_segments(corpus, cfg.val_segments, seg)):
+        config = torch.load(args.report, map_location="cpu", weights_only=False)["model_config"]
+        batch = config_val_batch(base, Codec(CodecConfig.from_dict(config)).hop_length)
+        for row in side_report(args.report, batch):
             print(json.dumps(row), flush=True)
         return None
     if not args.save:
