@@ -62,6 +62,7 @@ from dwancodec.config import CodecConfig
 from dwancodec.model import Codec
 from dwancodec.quantization.base import QuantizerOutput
 from dwancodec.quantization.fsq import FSQ
+from dwancodec.training.checkpoint import load_checkpoint
 from dwancodec.training.config import TrainConfig, build_train_config, load_train_config_file
 from dwancodec.training.data import AudioCorpus, validation_segments
 from dwancodec.training.losses import MultiScaleMelLoss, si_sdr_torch
@@ -186,10 +187,10 @@ def score(model: Codec, batch: Tensor, coded: bool = False) -> dict[str, float]:
 
 
 @torch.no_grad()
-def side_report(checkpoint: str | Path, batch: Tensor) -> list[dict[str, object]]:
-    """A ``side`` run's checkpoint (averaged weights) at each number of stages, decoded with
-    its side path and with the side path zeroed: how much the decoder leans on it."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+def side_report(state: dict[str, Any], batch: Tensor) -> list[dict[str, object]]:
+    """A ``side`` run's loaded checkpoint (``load_checkpoint``; its averaged weights) at each
+    number of stages, decoded with its side path and with the side path zeroed: how much the
+    decoder leans on it."""
     model = take_out_quantizer(Codec(CodecConfig.from_dict(state["model_config"])), "side")
     model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
     model.eval()
@@ -289,9 +290,9 @@ def main() -> None:
                          | phase_error_by_band(batch[:, 0], recon[:, 0], model.sample_rate)))
         return None
     if args.report:
-        config = torch.load(args.report, map_location="cpu", weights_only=False)["model_config"]
-        batch = config_val_batch(base, Codec(CodecConfig.from_dict(config)).hop_length)
-        for row in side_report(args.report, batch):
+        state = load_checkpoint(Path(args.report))
+        batch = config_val_batch(base, CodecConfig.from_dict(state["model_config"]).hop_length)
+        for row in side_report(state, batch):
             print(json.dumps(row), flush=True)
         return None
     if not args.save:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dwancodec.model import Codec
+from dwancodec.training.checkpoint import load_checkpoint
 from dwancodec.training.config import build_train_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
@@ -162,7 +163,7 @@ def test_the_probe_trains_scores_and_resumes_exactly(tmp_path: Path, mode: str) 
         assert "probe_side.weight" in b.ema
         # --report: every n_q, with the side path and without; they differ once it trained
         batch = b.val_batch()
-        rows = side_report(b.save_checkpoint(), batch)
+        rows = side_report(load_checkpoint(b.save_checkpoint()), batch)
         assert [r["n_q"] for r in rows] == list(range(1, b.model.num_codebooks + 1))
         assert all(r["with side"]["mel"] != r["side zeroed"]["mel"] for r in rows)
     # Validation off above: it builds a model, which draws from the global random stream, so
