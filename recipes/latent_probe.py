@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,9 +63,8 @@ from dwancodec.quantization.base import QuantizerOutput
 from dwancodec.quantization.fsq import FSQ
 from dwancodec.training.checkpoint import load_checkpoint
 from dwancodec.training.config import TrainConfig, build_train_config, load_train_config_file
-from dwancodec.training.data import AudioCorpus, validation_segments
-from dwancodec.training.losses import MultiScaleMelLoss, si_sdr_torch
-from dwancodec.training.trainer import Trainer, lr_lambda
+from dwancodec.training.losses import MultiScaleMelLoss, anti_wrap, si_sdr_torch
+from dwancodec.training.trainer import Trainer, validation_batch
 from dwancodec.training.validate import pesq_stoi
 
 
@@ -93,19 +91,16 @@ def loud_phase_errors(ref: Tensor, est: Tensor, sample_rate: int, n_fft: int = 1
     loud[..., 0, :] = False  # the DC bin of a real signal is real: its "phase" is only a sign
     px, py = sx.angle(), sy.angle()
 
-    def wrap(a: Tensor) -> Tensor:
-        return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
-
-    def mean(err: Tensor, mask: Tensor, w: Tensor) -> float:
+    def mean(diff: Tensor, mask: Tensor, w: Tensor) -> float:
         w = w * mask
-        return float((err.abs() * w).sum() / w.sum().clamp_min(1e-12))
+        return float((anti_wrap(diff) * w).sum() / w.sum().clamp_min(1e-12))
 
     both_f = loud[:, 1:] & loud[:, :-1]
     both_t = loud[..., 1:] & loud[..., :-1]
     return {
-        "ip": mean(wrap(py - px), loud, mag),
-        "gd": mean(wrap(py.diff(dim=1) - px.diff(dim=1)), both_f, mag[:, 1:]),
-        "iaf": mean(wrap(py.diff(dim=2) - px.diff(dim=2)), both_t, mag[..., 1:]),
+        "ip": mean(py - px, loud, mag),
+        "gd": mean(py.diff(dim=1) - px.diff(dim=1), both_f, mag[:, 1:]),
+        "iaf": mean(py.diff(dim=2) - px.diff(dim=2), both_t, mag[..., 1:]),
     }
 
 
@@ -168,14 +163,16 @@ def take_out_quantizer(model: Codec, mode: str) -> Codec:
 
 
 @torch.no_grad()
-def score(model: Codec, batch: Tensor, coded: bool = False) -> dict[str, float]:
-    """``[B, 1, T]`` segments -> scores of the decode (the patched path, or the codes)."""
+def score(model: Codec, batch: Tensor, coded: bool = False, n_q: int | None = None
+          ) -> dict[str, float]:
+    """``[B, 1, T]`` segments -> scores of the decode (the patched path, or the codes) with the
+    first ``n_q`` stages (all by default)."""
     model.eval()
     sr = model.sample_rate
     if coded:
-        recon = model.decode(model.encode(batch))[..., : batch.shape[-1]]
+        recon = model.decode(model.encode(batch, n_q))[..., : batch.shape[-1]]
     else:
-        recon = model(batch).audio[..., : batch.shape[-1]]
+        recon = model(batch, n_q).audio[..., : batch.shape[-1]]
     pairs = [pesq_stoi(r[0].numpy(), e[0].numpy(), sr) for r, e in zip(batch, recon, strict=True)]
     out = {"pesq": float(np.nanmean([p for p, _ in pairs])),
            "stoi": float(np.nanmean([s for _, s in pairs])),
@@ -201,25 +198,10 @@ def side_report(state: dict[str, Any], batch: Tensor) -> list[dict[str, object]]
         for name, zero in (("with side", False), ("side zeroed", True)):
             model.probe_side.load_state_dict(
                 {k: torch.zeros_like(v) for k, v in side.items()} if zero else side)
-            recon = model(batch, n_q).audio[..., : batch.shape[-1]]
-            pesq = np.nanmean([pesq_stoi(r[0].numpy(), e[0].numpy(), model.sample_rate)[0]
-                               for r, e in zip(batch, recon, strict=True)])
-            row[name] = {"pesq": float(pesq),
-                         "mel": float(MultiScaleMelLoss(model.sample_rate)(recon, batch)),
-                         "phase_ip": loud_phase_errors(batch[:, 0], recon[:, 0],
-                                                       model.sample_rate)["ip"]}
+            row[name] = score(model, batch, n_q=n_q)
         rows.append(row)
     model.probe_side.load_state_dict(side)
     return rows
-
-
-def config_val_batch(base: dict[str, Any], hop: int) -> Tensor:
-    """A training config's validation segments ``[N, 1, T]`` (``T`` a multiple of ``hop``),
-    as its trainer validates on them."""
-    cfg = build_train_config(base)
-    corpus = AudioCorpus(cfg.val_data, cfg.sample_rate)
-    seg = int(cfg.val_segment_seconds * cfg.sample_rate) // hop * hop
-    return validation_segments(corpus, cfg.val_segments, seg)
 
 
 class ProbeTrainer(Trainer):
@@ -230,12 +212,7 @@ class ProbeTrainer(Trainer):
         self.mode = mode
         take_out_quantizer(self.model, mode)
         if mode == "side":  # the new parameters join the optimizer, schedule and average
-            self.optimizer = torch.optim.AdamW(
-                [p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
-                betas=cfg.betas, weight_decay=cfg.weight_decay)
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer,
-                lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio))
+            self.build_optimizer()
             if self.ema is not None:
                 self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.history = cfg.checkpoint_dir / "probe.jsonl"
@@ -283,7 +260,7 @@ def main() -> None:
     base = load_train_config_file(args.train_config)
     if args.bands:
         model = Codec.from_pretrained(args.bands).eval()
-        batch = config_val_batch(base, model.hop_length)
+        batch = validation_batch(build_train_config(base), model.hop_length)
         with torch.no_grad():
             recon = model.decode(model.encode(batch))[..., : batch.shape[-1]]
         print(json.dumps({"bundle": args.bands, "model": model.identity()}
@@ -291,7 +268,8 @@ def main() -> None:
         return None
     if args.report:
         state = load_checkpoint(Path(args.report))
-        batch = config_val_batch(base, CodecConfig.from_dict(state["model_config"]).hop_length)
+        hop = CodecConfig.from_dict(state["model_config"]).hop_length
+        batch = validation_batch(build_train_config(base), hop)
         for row in side_report(state, batch):
             print(json.dumps(row), flush=True)
         return None

@@ -180,6 +180,14 @@ def encoder_side_parameters(model: Codec) -> dict[str, nn.Parameter]:
             if name.startswith(("encoder.", "quantizer."))}
 
 
+def validation_batch(cfg: TrainConfig, hop: int) -> Tensor:
+    """``cfg``'s validation segments ``[val_segments, 1, T]``, ``T`` the segment length cut to
+    a multiple of ``hop``: what a run validates on (the same for any run on the same data)."""
+    corpus = AudioCorpus(cfg.val_data, cfg.sample_rate)
+    seg = int(cfg.val_segment_seconds * cfg.sample_rate) // hop * hop
+    return validation_segments(corpus, cfg.val_segments, seg)
+
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs/resumes training."""
 
@@ -204,17 +212,7 @@ class Trainer:
         if cfg.freeze_encoder:
             for p in encoder_side_parameters(self.model).values():
                 p.requires_grad_(False)  # autograd then records nothing before the quantizer
-        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        slow = [p for n, p in trainable if ".excitation.filter." in n]
-        groups = [{"params": [p for n, p in trainable if ".excitation.filter." not in n]}]
-        if slow:
-            groups.append({"params": slow, "lr": cfg.lr * cfg.excitation_lr_scale})
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas,
-                                           weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
-        )
+        self.build_optimizer()
         # The discriminators draw their initialisation from a stream of their own: from the
         # global one they would shift everything drawn later (the quantizer dropout's stage
         # counts), so a GAN run and its control without the GAN would not be paired.
@@ -246,6 +244,22 @@ class Trainer:
         self._train_corpus: AudioCorpus | None = None
         self._val_batch: Tensor | None = None
         self.logger: MetricLogger | None = None
+
+    def build_optimizer(self) -> None:
+        """The optimizer and learning-rate schedule over the model's trainable parameters (a
+        subclass that adds parameters to the model calls it again before training)."""
+        cfg = self.cfg
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        slow = [p for n, p in trainable if ".excitation.filter." in n]
+        groups = [{"params": [p for n, p in trainable if ".excitation.filter." not in n]}]
+        if slow:
+            groups.append({"params": slow, "lr": cfg.lr * cfg.excitation_lr_scale})
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas,
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_lambda(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio),
+        )
 
     # Precision ----------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -281,10 +295,7 @@ class Trainer:
         if not self.cfg.val_data:
             return None
         if self._val_batch is None:
-            hop = self.model.hop_length
-            corpus = AudioCorpus(self.cfg.val_data, self.cfg.sample_rate)
-            seg = int(self.cfg.val_segment_seconds * self.cfg.sample_rate) // hop * hop
-            self._val_batch = validation_segments(corpus, self.cfg.val_segments, seg)
+            self._val_batch = validation_batch(self.cfg, self.model.hop_length)
         return self._val_batch
 
     # One step -----------------------------------------------------------------------------
