@@ -1,0 +1,99 @@
+"""recipes/ship_check.py: the ship rule (every bitrate, every metric, strictly better) on
+as-shipped (float16) weights, end to end on a tiny model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dwancodec.model import Codec
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+import ship_check  # noqa: E402
+
+
+def summary(scores: dict[int, tuple[float, float, float]]) -> dict:
+    """quality.json-like result: n_q -> (PESQ-WB, STOI, mel), plus a peer row to be ignored."""
+    rows = [{"codec": "DwanCodec", "label": f"DwanCodec n_q={k}",
+             "scores": {"pesq_wb": p, "stoi": s, "mel_distance": m, "si_sdr": 0.0}}
+            for k, (p, s, m) in scores.items()]
+    rows.append({"codec": "Opus", "label": "Opus 6 kbps",
+                 "scores": {"pesq_wb": 9.0, "stoi": 1.0, "mel_distance": 0.0}})
+    return {"summary": rows}
+
+
+def test_the_rule_needs_every_cell_strictly_better_and_mel_lower() -> None:
+    old = summary({1: (1.30, 0.75, 0.23), 2: (1.76, 0.83, 0.19)})
+    better = summary({1: (1.31, 0.76, 0.22), 2: (1.77, 0.84, 0.18)})
+    assert ship_check.passes(ship_check.rule(old, better))
+    tie = summary({1: (1.31, 0.76, 0.22), 2: (1.77, 0.84, 0.19)})  # mel at n_q 2 ties
+    checks = ship_check.rule(old, tie)
+    assert not ship_check.passes(checks)
+    assert [(c.n_q, c.metric) for c in checks if not c.better] == [(2, "mel")]
+    higher_mel = summary({1: (1.31, 0.76, 0.24), 2: (1.77, 0.84, 0.18)})
+    assert [(c.n_q, c.metric) for c in ship_check.rule(old, higher_mel)
+            if not c.better] == [(1, "mel")]
+    fewer_stages = summary({1: (1.31, 0.76, 0.22)})
+    assert not ship_check.passes(ship_check.rule(old, fewer_stages))
+
+
+cell = st.tuples(st.floats(1, 4.5), st.floats(0, 1), st.floats(0, 1))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dictionaries(st.integers(1, 8), cell, min_size=1),
+       st.dictionaries(st.integers(1, 8), cell, min_size=1))
+def test_a_model_never_beats_itself_and_two_never_beat_each_other(a: dict, b: dict) -> None:
+    sa, sb = summary(a), summary(b)
+    assert not ship_check.passes(ship_check.rule(sa, sa))
+    assert not (ship_check.passes(ship_check.rule(sa, sb))
+                and ship_check.passes(ship_check.rule(sb, sa)))
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("clips")
+    audio, rate = sf.read(str(ROOT / "tests" / "data" / "speech_en.flac"), dtype="float32")
+    sf.write(str(root / "one.flac"), audio[: int(1.2 * rate)], rate)
+    return root
+
+
+def test_end_to_end_a_copy_fails_a_better_model_passes_and_scores_are_cached(
+        clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = tmp_path / "shipped"
+    Codec.from_config("tiny", seed=0).save_pretrained(shipped, dtype=torch.float16)
+    work = tmp_path / "work"
+    args = ["--shipped", str(shipped), "--clips", str(clips), "--work", str(work)]
+    # the same weights (float32 in the candidate's file) round to the shipped model: all ties
+    same = tmp_path / "same"
+    Codec.from_pretrained(shipped).save_pretrained(same)
+    assert ship_check.main([str(same), *args]) == 1
+    out = capsys.readouterr().out
+    assert "val-16k: FAIL" in out and "✗" in out
+    cached = sorted(p.name for p in work.iterdir())
+    assert len(cached) == 1  # one identity: the candidate as shipped is the shipped model
+    # a random model of another seed is a different model: scored in its own folder
+    other = tmp_path / "other"
+    Codec.from_config("tiny", seed=1).save_pretrained(other)
+    code = ship_check.main([str(other), "--heldout", str(clips), *args])
+    out = capsys.readouterr().out
+    assert code in (0, 1) and "## heldout" in out
+    assert len(list(work.iterdir())) == 4  # shipped and candidate, on both clip sets
+
+
+def test_bad_inputs_exit_2(clips: Path, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert ship_check.main([str(tmp_path / "missing"), "--clips", str(clips)]) == 2
+    assert "not a model bundle" in capsys.readouterr().err
+    bundle = tmp_path / "b"
+    Codec.from_config("tiny", seed=0).save_pretrained(bundle)
+    assert ship_check.main([str(bundle), "--shipped", str(bundle),
+                            "--clips", str(tmp_path / "none")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
