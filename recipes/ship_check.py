@@ -25,7 +25,9 @@ printed beside, and their verdict is reported, but the exit status is val-16k's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import sys
 import tempfile
@@ -39,6 +41,7 @@ DEFAULT_CLIPS = ROOT.parent / "shared" / "data" / "val-16k"
 CODEC = "DwanCodec"
 # metric key in quality.json -> (label, +1 when higher is better); the rule's three metrics
 RULE_METRICS = {"pesq_wb": ("PESQ-WB", 1), "stoi": ("STOI", 1), "mel_distance": ("mel", -1)}
+RULE_SIGN = {name: sign for name, sign in RULE_METRICS.values()}
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,9 @@ def score(bundle: Path, clips: Path, out: Path) -> dict:
     args = quality.build_parser().parse_args(
         ["--clips", str(clips), "--model", str(bundle), "--out", str(out),
          "--codecs", "dwancodec"])
-    return quality.run(args)
+    print(f"scoring {bundle} on {clips} ...", file=sys.stderr)
+    with contextlib.redirect_stdout(io.StringIO()):  # its tables: this prints its own
+        return quality.run(args)
 
 
 def as_shipped(bundle: Path, stage: Path) -> tuple[Path, str]:
@@ -130,7 +135,11 @@ def table(checks: list[Check], intervals: dict[tuple[int, str], dict]) -> str:
         cells = []
         for c in (c for c in checks if c.n_q == n_q):
             iv = intervals.get((n_q, c.metric))
-            span = f" [{iv['low']:+.3f}, {iv['high']:+.3f}]" if iv else ""
+            span = ""
+            if iv:  # paired_compare signs "better" > 0; shown here as new - old, like delta
+                lo, hi = ((iv["low"], iv["high"]) if RULE_SIGN[c.metric] > 0
+                          else (-iv["high"], -iv["low"]))
+                span = f" [{lo:+.3f}, {hi:+.3f}]"
             mark = "" if c.better else " ✗"
             cells.append(f"{c.old:.3f} → {c.new:.3f} ({c.delta:+.4f}){span}{mark}")
         lines.append(f"| {n_q} | " + " | ".join(cells) + " |")
@@ -186,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         stage, cand_id = as_shipped(candidate, Path(tmp) / "candidate")
         print(f"shipped {shipped_id} ({shipped}); candidate as shipped (float16) {cand_id} "
               f"({candidate})")
-        print("cells: old → new (new − old) [95 % paired interval, > 0 = better]; ✗ = not "
-              "better")
+        print("cells: old → new (new − old) [its 95 % paired bootstrap interval over clips]; "
+              "✗ = not better (mel: lower is better)")
         results = [check_set(name, shipped, shipped_id, stage, clips, work, cand_id)
                    for name, clips in sets]
     return 0 if results[0] else 1
