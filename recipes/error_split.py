@@ -95,6 +95,17 @@ def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: boo
             tau = (torch.rand(1, px.shape[1], generator=gen, dtype=px.dtype) * 2 - 1) * k / sr
             out[f"true phase, pulses moved by up to {k} samples per frame"] = (
                 my, px - 2 * torch.pi * freqs * tau)
+        # The same delays, drifting slowly instead of jumping frame to frame (noise smoothed
+        # over 20 frames = 100 ms, scaled to peak at k samples): neighbouring frames then agree,
+        # so this prices the absolute timing alone; the jittered rows price timing plus
+        # disagreement between the overlapping frames.
+        for k in (4, 16):
+            noise = torch.randn(1, 1, px.shape[1] + 18, generator=gen, dtype=px.dtype)
+            drift = torch.nn.functional.conv1d(
+                noise, torch.hann_window(21, dtype=px.dtype)[1:-1].view(1, 1, -1))[0]
+            tau = drift / drift.abs().max().clamp(min=1e-12) * k / sr
+            out[f"true phase, pulses moved by a delay drifting up to {k} samples"] = (
+                my, px - 2 * torch.pi * freqs * tau)
         # The reverse: the decode's own phase with each frame moved by its best delay (an
         # oracle that knows the input). If this recovers most of the true phase's gain, the
         # decode's phase error is one number per frame (where its pulses sit), not per bin.

@@ -46,7 +46,10 @@
 # WAV_W=, CPLX_W= and PH_W= set the phase-aware weights (default 10, 15 and 1 for each of IP, GD,
 # IAF): waveform L1 and the complex STFT MSE are regression losses on phase-bearing values, so
 # where the phase is uncertain their optimum shrinks the magnitude (the smeared harmonics);
-# the anti-wrapping phase losses do not shrink it.
+# the anti-wrapping phase losses do not shrink it. PH_IP_W=, PH_GD_W= and PH_IAF_W= set one of
+# the three apart from PH_W (round 15: a pulse-timing error of d samples is a group-delay error
+# of 2 pi d / n_fft per bin, inside the anti-wrap's basin for any d under n_fft / 2, where the
+# IP and IAF errors of the bins above ~1 kHz are already past pi).
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -87,7 +90,7 @@ if [[ -n ${INIT:-} ]]; then init=(--set "init_from=$INIT"); fi
 # default-v1's loss weights, spelled out so that "base" stays v1 when the defaults move on.
 V1="\"waveform_l1\": 0, \"stft\": ${STFT_W:-1}, \"stft_hr\": ${STFT_HR_W:-0}, \"mel\": 15, \"complex_stft\": 0, \"phase_ip\": 0, \"phase_gd\": 0, \"phase_iaf\": 0, \"lowband\": ${LB_W:-0}"
 ph=${PH_W:-1}
-PHASE="\"waveform_l1\": ${WAV_W:-10}, \"complex_stft\": ${CPLX_W:-15}, \"phase_ip\": $ph, \"phase_gd\": $ph, \"phase_iaf\": $ph"
+PHASE="\"waveform_l1\": ${WAV_W:-10}, \"complex_stft\": ${CPLX_W:-15}, \"phase_ip\": ${PH_IP_W:-$ph}, \"phase_gd\": ${PH_GD_W:-$ph}, \"phase_iaf\": ${PH_IAF_W:-$ph}"
 model='{}'
 weights="{$V1}"
 gan=(--set gan_start_step=1000000000)

@@ -72,3 +72,25 @@ def test_griffin_lim_moves_a_random_phase_towards_consistency() -> None:
         return float((stft(y).abs() - mag).norm() / mag.norm())
     errs = [convergence(griffin_lim(mag, start, N_FFT, n, HOP)) for n in (0, 5, 50)]
     assert errs[0] > errs[1] > errs[2]
+
+
+def test_the_drifting_delay_peaks_at_k_and_changes_slowly_unlike_the_jitter() -> None:
+    """The drift hybrids move the true phase by a linear ramp 2 pi f tau per frame whose tau
+    peaks at k samples and changes little between neighbouring frames; the jitter rows'
+    tau jumps."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(16000, generator=g, dtype=torch.float64)
+    sx = stft(x)
+    h = hybrids(sx, stft(0.5 * x), SR, N_FFT, detail=True)
+    f = freqs()
+
+    def tau(name: str) -> torch.Tensor:  # samples per frame, read off bin 1's phase shift
+        phase = h[name][1]
+        shift = torch.angle(torch.polar(torch.ones_like(phase), sx.angle() - phase))
+        return (shift[1] / (2 * torch.pi * f[1, 0]) * SR)
+    for k in (4, 16):
+        t = tau(f"true phase, pulses moved by a delay drifting up to {k} samples")
+        assert t.abs().max() == pytest.approx(k, rel=1e-6)
+        assert (t.diff().abs().max() / k) < 0.25
+    jitter = tau("true phase, pulses moved by up to 4 samples per frame")
+    assert jitter.abs().max() <= 4 + 1e-9 and (jitter.diff().abs().max() / 4) > 0.5
