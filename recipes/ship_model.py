@@ -2,6 +2,7 @@
 
 Usage (from the repo root, venv active)::
 
+    python recipes/ship_check.py .checkpoints/default-v1/bundle-best   # the ship rule first
     python recipes/ship_model.py .checkpoints/default-v1/bundle-best
 
 Writes ``dwancodec/assets/default/``: ``config.json`` + ``model.safetensors`` with float16
