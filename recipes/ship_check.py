@@ -148,8 +148,9 @@ def table(checks: list[Check], intervals: dict[tuple[int, str], dict]) -> str:
 
 def check_set(name: str, shipped: Path, shipped_id: str, candidate: Path, clips: Path,
               work: Path, cand_id: str) -> bool:
-    old_dir = work / f"{shipped_id.replace('@', '-')}-{name}"
-    new_dir = work / f"{cand_id.replace('@', '-')}-{name}"
+    tag = name.split(" ")[0]
+    old_dir = work / f"{shipped_id.replace('@', '-')}-{tag}"
+    new_dir = work / f"{cand_id.replace('@', '-')}-{tag}"
     old, new = score(shipped, clips, old_dir), score(candidate, clips, new_dir)
     checks = rule(old, new)
     intervals = {(n_q_of(str(r["label"])), str(r["metric"])): r for r in paired_compare.compare(
@@ -181,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ship_check: the {what} {path} is not a model bundle "
                   "(config.json + model.safetensors)", file=sys.stderr)
             return 2
-    sets = [("val-16k", Path(args.clips))] + (
-        [("heldout", Path(args.heldout))] if args.heldout else [])
+    # named by their folders (the cache too): "val-16k" and "heldout-16k" by default
+    sets = [(Path(args.clips).resolve().name, Path(args.clips))] + (
+        [(Path(args.heldout).resolve().name + " (beside)", Path(args.heldout))]
+        if args.heldout else [])
     for name, clips in sets:
         if not clips.is_dir():
             print(f"ship_check: {name} clips {clips} is not a folder", file=sys.stderr)
