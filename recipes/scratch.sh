@@ -36,6 +36,9 @@
 # trained on and rounds 2-10 did not). EXTRA_REPEAT=F draws the EXTRA folders' audio F times as
 # often as the shared set's (train_data_repeat; default 1: by length, so the 267 extra minutes
 # outweigh the shared 147 almost two to one; 0.55 draws them half and half).
+# NB_REPEAT=F (with EXTRA_REPEAT) draws the shared narrowband speech F times as often: the extra
+# corpus is all wideband, so mixing it in cuts narrowband's share (round 15: lmix lost val-16k's
+# narrowband clips); 1.7 keeps its share of the draws at EXTRA_REPEAT=0.3.
 # EXC=harmonic adds the harmonic excitation to the head (decoder.excitation: a learned complex
 # filter on a pulse train at a predicted f0 whose phase carries across frames; with INIT= its
 # filter starts at 0, so the run starts from the source's exact function). F0_W=W sets the
@@ -80,7 +83,9 @@ if [[ -n ${EXTRA:-} ]]; then
     read -r -a more <<< "$EXTRA"
     if [[ -n ${EXTRA_REPEAT:-} ]]; then
         rep=()
-        for _ in "${train[@]}"; do rep+=(1); done
+        for t in "${train[@]}"; do
+            if [[ $t == */speech-nb ]]; then rep+=("${NB_REPEAT:-1}"); else rep+=(1); fi
+        done
         for _ in "${more[@]}"; do rep+=("$EXTRA_REPEAT"); done
         extra+=(--set "train_data_repeat=$(IFS=,; echo "${rep[*]}")")
     fi
