@@ -96,8 +96,8 @@ def hybrids(sx: torch.Tensor, sy: torch.Tensor, sr: int, n_fft: int, detail: boo
             out[f"true phase, pulses moved by up to {k} samples per frame"] = (
                 my, px - 2 * torch.pi * freqs * tau)
         # The same delays, drifting slowly instead of jumping frame to frame (noise smoothed
-        # over 20 frames = 100 ms, scaled to peak at k samples): neighbouring frames then agree,
-        # so this prices the absolute timing alone; the jittered rows price timing plus
+        # over 19 frames, about 100 ms, scaled to peak at k samples): neighbouring frames then
+        # agree, so this prices the absolute timing alone; the jittered rows price timing plus
         # disagreement between the overlapping frames.
         for k in (4, 16):
             noise = torch.randn(1, 1, px.shape[1] + 18, generator=gen, dtype=px.dtype)

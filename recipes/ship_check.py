@@ -112,8 +112,11 @@ def score(bundle: Path, clips: Path, out: Path) -> dict:
         ["--clips", str(clips), "--model", str(bundle), "--out", str(out),
          "--codecs", "dwancodec"])
     print(f"scoring {bundle} on {clips} ...", file=sys.stderr)
-    with contextlib.redirect_stdout(io.StringIO()):  # its tables: this prints its own
-        return quality.run(args)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its tables: this prints its own
+            return quality.run(args)
+    except quality.BenchmarkError as e:  # no clips, a bad bundle: one line, exit 2 (main)
+        raise ValueError(str(e)) from e
 
 
 def as_shipped(bundle: Path, stage: Path) -> tuple[Path, str]:
@@ -192,16 +195,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from dwancodec.model import Codec
 
-    shipped_id = Codec.from_pretrained(shipped).identity()
     work = Path(args.work)
-    with tempfile.TemporaryDirectory(prefix="dwc-ship-check-") as tmp:
-        stage, cand_id = as_shipped(candidate, Path(tmp) / "candidate")
-        print(f"shipped {shipped_id} ({shipped}); candidate as shipped (float16) {cand_id} "
-              f"({candidate})")
-        print("cells: old → new (new − old) [its 95 % paired bootstrap interval over clips]; "
-              "✗ = not better (mel: lower is better)")
-        results = [check_set(name, shipped, shipped_id, stage, clips, work, cand_id)
-                   for name, clips in sets]
+    try:
+        shipped_id = Codec.from_pretrained(shipped).identity()
+        with tempfile.TemporaryDirectory(prefix="dwc-ship-check-") as tmp:
+            stage, cand_id = as_shipped(candidate, Path(tmp) / "candidate")
+            print(f"shipped {shipped_id} ({shipped}); candidate as shipped (float16) "
+                  f"{cand_id} ({candidate})")
+            print("cells: old → new (new − old) [its 95 % paired bootstrap interval over "
+                  "clips]; ✗ = not better (mel: lower is better)")
+            results = [check_set(name, shipped, shipped_id, stage, clips, work, cand_id)
+                       for name, clips in sets]
+    except (ValueError, OSError) as e:  # a corrupt bundle, a folder without clips
+        print(f"ship_check: {e}", file=sys.stderr)
+        return 2
     return 0 if results[0] else 1
 
 

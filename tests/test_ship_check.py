@@ -100,3 +100,14 @@ def test_bad_inputs_exit_2(clips: Path, tmp_path: Path,
     assert ship_check.main([str(bundle), "--shipped", str(bundle),
                             "--clips", str(tmp_path / "none")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+    empty = tmp_path / "no-clips"
+    empty.mkdir()
+    assert ship_check.main([str(bundle), "--shipped", str(bundle), "--clips", str(empty),
+                            "--work", str(tmp_path / "w")]) == 2
+    assert "no .flac or .wav" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    assert ship_check.main([str(broken), "--shipped", str(bundle), "--clips", str(empty)]) == 2
+    assert capsys.readouterr().err.startswith("ship_check: ")
