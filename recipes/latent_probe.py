@@ -107,6 +107,14 @@ def loud_phase_errors(ref: Tensor, est: Tensor, sample_rate: int, n_fft: int = 1
 BAND_EDGES = (100, 400, 700, 1000, 1300, 1600, 2000, 4000)
 
 
+def phase_errors_by_band(ref: Tensor, est: Tensor, sample_rate: int,
+                         edges: tuple[int, ...] = BAND_EDGES) -> dict[str, dict[str, float]]:
+    """``[B, T]`` -> band ``"lo-hi"`` (``[edges[i], edges[i+1])``) -> its loud-bin ``ip``,
+    ``gd`` and ``iaf`` errors (rad; :func:`loud_phase_errors`)."""
+    return {f"{lo}-{hi}": loud_phase_errors(ref, est, sample_rate, cutoff_hz=hi, low_hz=lo)
+            for lo, hi in itertools.pairwise(edges)}
+
+
 def phase_error_by_band(ref: Tensor, est: Tensor, sample_rate: int,
                         edges: tuple[int, ...] = BAND_EDGES, kind: str = "ip"
                         ) -> dict[str, float]:
@@ -117,9 +125,8 @@ def phase_error_by_band(ref: Tensor, est: Tensor, sample_rate: int,
     bins) or the phase-advance (between neighbouring frames) error instead: a pulse moved by
     the same delay in every frame is a GD error of ``2 pi d / n_fft`` per bin and no IAF
     error; one moved differently frame to frame is an IAF error that grows with frequency."""
-    return {f"{lo}-{hi}": loud_phase_errors(ref, est, sample_rate, cutoff_hz=hi,
-                                            low_hz=lo)[kind]
-            for lo, hi in itertools.pairwise(edges)}
+    return {band: errs[kind]
+            for band, errs in phase_errors_by_band(ref, est, sample_rate, edges).items()}
 
 
 def _unrounded(self: FSQ, z: Tensor) -> QuantizerOutput:
@@ -269,9 +276,10 @@ def main() -> None:
         with torch.no_grad():
             recon = model.decode(model.encode(batch))[..., : batch.shape[-1]]
         row = {"bundle": args.bands, "model": model.identity()}
-        for kind in ("ip", "gd", "iaf"):  # "ip" keys stay bare, as the round-14 rows have them
-            row |= {(k if kind == "ip" else f"{kind}_{k}"): v for k, v in phase_error_by_band(
-                batch[:, 0], recon[:, 0], model.sample_rate, kind=kind).items()}
+        for band, errs in phase_errors_by_band(batch[:, 0], recon[:, 0],
+                                               model.sample_rate).items():
+            # "ip" keys stay bare, as the round-14 rows have them
+            row |= {(band if kind == "ip" else f"{kind}_{band}"): v for kind, v in errs.items()}
         print(json.dumps(row))
         return None
     if args.report:

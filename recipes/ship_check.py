@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import sys
@@ -37,6 +36,9 @@ from pathlib import Path
 import paired_compare
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import quality  # noqa: E402
+
 DEFAULT_CLIPS = ROOT.parent / "shared" / "data" / "val-16k"
 CODEC = "DwanCodec"
 # metric key in quality.json -> (label, +1 when higher is better); the rule's three metrics
@@ -90,16 +92,6 @@ def passes(checks: list[Check]) -> bool:
     return bool(checks) and all(c.better for c in checks)
 
 
-def _quality_module():
-    spec = importlib.util.spec_from_file_location("dwc_quality_benchmark",
-                                                  ROOT / "benchmarks" / "quality.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
 def score(bundle: Path, clips: Path, out: Path) -> dict:
     """benchmarks/quality.py (DwanCodec only) of ``bundle`` on ``clips``, cached in ``out``."""
     cached = out / "quality.json"
@@ -107,7 +99,6 @@ def score(bundle: Path, clips: Path, out: Path) -> dict:
         result = json.loads(cached.read_text())
         if result.get("clips_dir") == str(clips):  # else the folder's name was reused: rescore
             return result
-    quality = _quality_module()
     args = quality.build_parser().parse_args(
         ["--clips", str(clips), "--model", str(bundle), "--out", str(out),
          "--codecs", "dwancodec"])
@@ -119,15 +110,15 @@ def score(bundle: Path, clips: Path, out: Path) -> dict:
         raise ValueError(str(e)) from e
 
 
-def as_shipped(bundle: Path, stage: Path) -> tuple[Path, str]:
+def as_shipped(bundle: Path, stage: Path) -> str:
     """Write ``bundle``'s weights rounded to float16 (as ship_model.py stores them) to
-    ``stage``; returns (folder, identity of the rounded model)."""
+    ``stage``; returns the identity of the rounded model."""
     import torch
 
     from dwancodec.model import Codec
 
     Codec.from_pretrained(bundle).save_pretrained(stage, dtype=torch.float16)
-    return stage, Codec.from_pretrained(stage).identity()
+    return Codec.from_pretrained(stage).identity()
 
 
 def table(checks: list[Check], intervals: dict[tuple[int, str], dict]) -> str:
@@ -151,7 +142,7 @@ def table(checks: list[Check], intervals: dict[tuple[int, str], dict]) -> str:
 
 def check_set(name: str, shipped: Path, shipped_id: str, candidate: Path, clips: Path,
               work: Path, cand_id: str) -> bool:
-    tag = name.split(" ")[0]
+    tag = clips.resolve().name
     old_dir = work / f"{shipped_id.replace('@', '-')}-{tag}"
     new_dir = work / f"{cand_id.replace('@', '-')}-{tag}"
     old, new = score(shipped, clips, old_dir), score(candidate, clips, new_dir)
@@ -199,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         shipped_id = Codec.from_pretrained(shipped).identity()
         with tempfile.TemporaryDirectory(prefix="dwc-ship-check-") as tmp:
-            stage, cand_id = as_shipped(candidate, Path(tmp) / "candidate")
+            stage = Path(tmp) / "candidate"
+            cand_id = as_shipped(candidate, stage)
             print(f"shipped {shipped_id} ({shipped}); candidate as shipped (float16) "
                   f"{cand_id} ({candidate})")
             print("cells: old → new (new − old) [its 95 % paired bootstrap interval over "
