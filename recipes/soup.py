@@ -9,8 +9,9 @@ choosing one (Wortsman et al. 2022, "Model soups"). It costs no training: a soup
 with `recipes/ship_check.py` like any candidate. The whole model is averaged, encoder and
 quantizer included, so a soup's codes are its own (its identity differs from every input's).
 
-The bundles must share one config and one set of tensor names and shapes (the same
-architecture); anything else is refused. An existing OUT_DIR is refused, so nothing is
+The bundles must share one config (fields that shape training only, such as the quantizer
+dropout, aside: the soup keeps the first bundle's) and one set of tensor names and shapes;
+anything else is refused. An existing OUT_DIR is refused, so nothing is
 overwritten.
 """
 
@@ -26,6 +27,36 @@ from safetensors.torch import load_file
 
 from dwancodec.config import CodecConfig
 from dwancodec.model import Codec
+
+# Config fields that shape training only (how stages are drawn, how an EMA codebook moves), not
+# the function the weights compute: bundles may differ in them, and the soup keeps the first's.
+TRAINING_ONLY = frozenset({"quantizer.quantizer_dropout", "quantizer.ema_decay",
+                           "quantizer.dead_code_threshold"})
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_difference(a: dict, b: dict) -> list[str]:
+    """The dotted config keys in which ``a`` and ``b`` differ, training-only fields aside.
+
+    >>> config_difference({"q": {"quantizer_dropout": 0.5}}, {"q": {"quantizer_dropout": 1.0}})
+    ['q.quantizer_dropout']
+    >>> config_difference({"quantizer": {"quantizer_dropout": 0.5}},
+    ...                   {"quantizer": {"quantizer_dropout": 1.0}})
+    []
+    """
+    fa, fb = _flat(a), _flat(b)
+    return sorted(k for k in fa.keys() | fb.keys()
+                  if k not in TRAINING_ONLY and fa.get(k) != fb.get(k))
 
 
 def soup_state(states: list[dict[str, torch.Tensor]], weights: list[float]
@@ -73,9 +104,9 @@ def soup(bundles: list[Path], out: Path, weights: list[float] | None = None) -> 
                                     "model.safetensors)")
         configs.append(json.loads((b / "config.json").read_text()))
     for b, c in zip(bundles[1:], configs[1:], strict=True):
-        if c != configs[0]:
-            raise ValueError(f"{b}'s config.json differs from {bundles[0]}'s: a soup needs one "
-                             "architecture")
+        if diff := config_difference(configs[0], c):
+            raise ValueError(f"{b}'s config.json differs from {bundles[0]}'s in "
+                             f"{', '.join(diff[:3])}: a soup needs one architecture")
     states = [load_file(str(b / "model.safetensors")) for b in bundles]
     state = soup_state(states, weights if weights is not None else [1.0] * len(bundles))
     model = Codec(CodecConfig.from_dict(configs[0]))

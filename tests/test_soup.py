@@ -78,6 +78,25 @@ def test_soup_of_two_tiny_models_loads_and_a_soup_of_one_model_with_itself_is_th
     assert y.shape == x.shape and torch.isfinite(y).all()
 
 
+def test_training_only_config_fields_may_differ_and_the_first_bundle_s_are_kept(
+        tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    Codec.from_config("tiny", seed=0).save_pretrained(a)
+    Codec.from_config("tiny", seed=1).save_pretrained(b)
+    cfg = json.loads((b / "config.json").read_text())
+    first = cfg["quantizer"]["quantizer_dropout"]
+    cfg["quantizer"]["quantizer_dropout"] = 1.0 if first != 1.0 else 0.25
+    (b / "config.json").write_text(json.dumps(cfg))
+    soup.soup([a, b], tmp_path / "s")
+    kept = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert kept["quantizer"]["quantizer_dropout"] == first
+    cfg["decoder"]["depth"] += 1  # an architecture field is refused, and named
+    (b / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"decoder\.depth"):
+        soup.soup([a, b], tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+
+
 def test_cli_refuses_bad_input_with_exit_2_and_overwrites_nothing(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     Codec.from_config("tiny", seed=0).save_pretrained(a)
