@@ -12,7 +12,7 @@ quantizer included, so a soup's codes are its own (its identity differs from eve
 The bundles must share one config (fields that shape training only, such as the quantizer
 dropout, aside: the soup keeps the first bundle's) and one set of tensor names and shapes;
 anything else is refused. An existing OUT_DIR is refused, so nothing is
-overwritten.
+overwritten. The soup is written in float32 (`recipes/ship_model.py` rounds it for shipping).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from dwancodec.config import CodecConfig
@@ -107,10 +108,20 @@ def soup(bundles: list[Path], out: Path, weights: list[float] | None = None) -> 
         if diff := config_difference(configs[0], c):
             raise ValueError(f"{b}'s config.json differs from {bundles[0]}'s in "
                              f"{', '.join(diff[:3])}: a soup needs one architecture")
-    states = [load_file(str(b / "model.safetensors")) for b in bundles]
+    states = []
+    for b in bundles:
+        try:
+            states.append(load_file(str(b / "model.safetensors")))
+        except SafetensorError as e:  # not an OSError: name the file instead of a traceback
+            raise ValueError(f"{b / 'model.safetensors'} is not a readable safetensors file "
+                             f"({e})") from e
     state = soup_state(states, weights if weights is not None else [1.0] * len(bundles))
     model = Codec(CodecConfig.from_dict(configs[0]))
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # tensors that do not fit the config's architecture
+        raise ValueError(f"the bundles' tensors do not fit their config.json: "
+                         f"{str(e).splitlines()[0]}") from e
     model.eval().save_pretrained(out)
     return model
 

@@ -114,7 +114,11 @@ def test_cli_refuses_bad_input_with_exit_2_and_overwrites_nothing(tmp_path: Path
         return subprocess.run([sys.executable, str(ROOT / "recipes" / "soup.py"),
                                *map(str, args)], capture_output=True, text=True)
 
+    corrupt = tmp_path / "corrupt"
+    Codec.from_config("tiny", seed=2).save_pretrained(corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"not safetensors")
     cases = {
+        "corrupt weights": (tmp_path / "o4", a, corrupt),
         "exists": (existing, a, b),
         "differs": (tmp_path / "o1", a, other),
         "not a bundle": (tmp_path / "o2", a, tmp_path),
@@ -126,6 +130,6 @@ def test_cli_refuses_bad_input_with_exit_2_and_overwrites_nothing(tmp_path: Path
         assert r.stderr.startswith("soup: error:") and "Traceback" not in r.stderr, what
         assert len(r.stderr.strip().splitlines()) == 1, what
     assert (existing / "keep.txt").read_text() == "mine"
-    assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
+    assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3, 4))
     assert run(tmp_path / "ok", a, b).returncode == 0
     assert (tmp_path / "ok" / "model.safetensors").is_file()
