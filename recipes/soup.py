@@ -18,16 +18,13 @@ overwritten. The soup is written in float32 (`recipes/ship_model.py` rounds it f
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from dwancodec.config import CodecConfig
-from dwancodec.model import Codec
+from dwancodec.model import CONFIG_FILE, Codec
 
 # Config fields that shape training only (how stages are drawn, how an EMA codebook moves), not
 # the function the weights compute: bundles may differ in them, and the soup keeps the first's.
@@ -98,30 +95,20 @@ def soup(bundles: list[Path], out: Path, weights: list[float] | None = None) -> 
     """Write the soup of ``bundles`` to ``out`` (config.json + model.safetensors)."""
     if out.exists():
         raise FileExistsError(f"{out} exists; pick a new folder")
-    configs = []
+    # Configs first, so that an architecture difference is named as such rather than as the
+    # tensor mismatch it causes; then the project's checked loader for each bundle.
     for b in bundles:
-        if not (b / "config.json").is_file() or not (b / "model.safetensors").is_file():
-            raise FileNotFoundError(f"{b} is not a bundle (needs config.json and "
-                                    "model.safetensors)")
-        configs.append(json.loads((b / "config.json").read_text()))
+        if not (b / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"no {CONFIG_FILE} in {b}: not a model bundle")
+    configs = [CodecConfig.load(b / CONFIG_FILE).to_dict() for b in bundles]
     for b, c in zip(bundles[1:], configs[1:], strict=True):
         if diff := config_difference(configs[0], c):
             raise ValueError(f"{b}'s config.json differs from {bundles[0]}'s in "
                              f"{', '.join(diff[:3])}: a soup needs one architecture")
-    states = []
-    for b in bundles:
-        try:
-            states.append(load_file(str(b / "model.safetensors")))
-        except SafetensorError as e:  # not an OSError: name the file instead of a traceback
-            raise ValueError(f"{b / 'model.safetensors'} is not a readable safetensors file "
-                             f"({e})") from e
+    states = [Codec.from_pretrained(b).state_dict() for b in bundles]
     state = soup_state(states, weights if weights is not None else [1.0] * len(bundles))
     model = Codec(CodecConfig.from_dict(configs[0]))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:  # tensors that do not fit the config's architecture
-        raise ValueError(f"the bundles' tensors do not fit their config.json: "
-                         f"{str(e).splitlines()[0]}") from e
+    model.load_state_dict(state)
     model.eval().save_pretrained(out)
     return model
 
