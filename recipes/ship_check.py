@@ -16,21 +16,36 @@ to get wrong by hand, so they live here:
   with its 95 % paired bootstrap interval over clips (``paired_compare.py``). The rule itself
   stays on the means; the intervals say how much it rests on.
 
+Two rules; ``--rule`` picks the one that sets the exit status, and both verdicts are printed
+when both can be decided:
+
+- ``every-cell`` (the default; issue 12's rule): every cell strictly better on val-16k.
+- ``unseen`` (needs ``--heldout``): every cell strictly better on the heldout clips, *and* no
+  cell measurably worse on val-16k, i.e. no cell whose paired interval lies entirely on the
+  worse side. Why a second rule: eight of val-16k's nine clips are voices the model trains on
+  (``../shared/data/README.md``: "same voices, other utterances"), so the first rule measures
+  in-distribution fit, and a change that makes the codec generalise (more voices in the
+  training data) can lose a few of its 24 cells by noise-sized amounts while gaining on every
+  unseen voice (round 17). The data README says the project's quality is judged on unseen
+  voices; this rule asks for better there everywhere and no measured loss on the training
+  voices. Worked example: soup-I of round 17 (heldout better in all 24 cells) fails it,
+  because PESQ-WB at n_q 2 on val-16k is -0.038 [-0.067, -0.010].
+
 The shipped model's scores are cached under ``--work`` by model identity and clip folder, so
-checking several candidates scores it once. Heldout clips (``--heldout``) are scored and
-printed beside, and their verdict is reported, but the exit status is val-16k's. Exit status:
-0 the candidate passes, 1 it does not, 2 a bad input (no bundle, no clips).
+checking several candidates scores it once. Exit status: 0 the candidate passes the chosen
+rule, 1 it does not, 2 a bad input (no bundle, no clips, ``--rule unseen`` without
+``--heldout``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import paired_compare
@@ -46,7 +61,7 @@ RULE_METRICS = {"pesq_wb": ("PESQ-WB", 1), "stoi": ("STOI", 1), "mel_distance": 
 RULE_SIGN = {name: sign for name, sign in RULE_METRICS.values()}
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Check:
     """One (bitrate, metric) cell of the rule."""
 
@@ -55,10 +70,17 @@ class Check:
     old: float
     new: float
     better: bool  # strictly better in the metric's direction
+    # the paired 95 % interval of the gain, signed so that > 0 is better (None: not computed)
+    gain_interval: tuple[float, float] | None = None
 
     @property
     def delta(self) -> float:
         return self.new - self.old
+
+    @property
+    def measurably_worse(self) -> bool:
+        """The whole interval of the gain lies below 0 (worse beyond the clips' noise)."""
+        return self.gain_interval is not None and self.gain_interval[1] < 0
 
 
 def n_q_of(label: str) -> int:
@@ -89,7 +111,26 @@ def rule(old: dict, new: dict) -> list[Check]:
 
 
 def passes(checks: list[Check]) -> bool:
+    """Issue 12's rule on one clip set: every cell strictly better."""
     return bool(checks) and all(c.better for c in checks)
+
+
+def not_measurably_worse(checks: list[Check]) -> bool:
+    """No cell whose gain interval lies wholly below 0 (cells without an interval count as
+    unknown, and fail: the ``unseen`` rule needs the intervals)."""
+    return bool(checks) and all(c.gain_interval is not None and not c.measurably_worse
+                                for c in checks)
+
+
+def with_intervals(checks: list[Check], intervals: dict[tuple[int, str], dict]) -> list[Check]:
+    """``checks`` with each cell's paired interval from ``paired_compare.compare`` rows
+    (already signed there so that > 0 is better)."""
+    out = []
+    for c in checks:
+        iv = intervals.get((c.n_q, c.metric))
+        out.append(dataclasses.replace(
+            c, gain_interval=(float(iv["low"]), float(iv["high"])) if iv else None))
+    return out
 
 
 def score(bundle: Path, clips: Path, out: Path) -> dict:
@@ -121,18 +162,17 @@ def as_shipped(bundle: Path, stage: Path) -> str:
     return Codec.from_pretrained(stage).identity()
 
 
-def table(checks: list[Check], intervals: dict[tuple[int, str], dict]) -> str:
+def table(checks: list[Check]) -> str:
     """Markdown: one row per n_q, each metric as ``old -> new (delta) [interval]``."""
     head = "| n_q | " + " | ".join(n for n, _ in RULE_METRICS.values()) + " |"
     lines = [head, "|---:|" + "---|" * len(RULE_METRICS)]
     for n_q in sorted({c.n_q for c in checks}):
         cells = []
         for c in (c for c in checks if c.n_q == n_q):
-            iv = intervals.get((n_q, c.metric))
             span = ""
-            if iv:  # paired_compare signs "better" > 0; shown here as new - old, like delta
-                lo, hi = ((iv["low"], iv["high"]) if RULE_SIGN[c.metric] > 0
-                          else (-iv["high"], -iv["low"]))
+            if c.gain_interval:  # signed "better" > 0; shown here as new - old, like delta
+                lo, hi = (c.gain_interval if RULE_SIGN[c.metric] > 0
+                          else (-c.gain_interval[1], -c.gain_interval[0]))
                 span = f" [{lo:+.3f}, {hi:+.3f}]"
             mark = "" if c.better else " ✗"
             cells.append(f"{c.old:.3f} → {c.new:.3f} ({c.delta:+.4f}){span}{mark}")
@@ -141,22 +181,38 @@ def table(checks: list[Check], intervals: dict[tuple[int, str], dict]) -> str:
 
 
 def check_set(name: str, shipped: Path, shipped_id: str, candidate: Path, clips: Path,
-              work: Path, cand_id: str) -> bool:
+              work: Path, cand_id: str) -> list[Check]:
+    """Score both models on ``clips`` (cached), print the table and the every-cell verdict."""
     tag = clips.resolve().name
     old_dir = work / f"{shipped_id.replace('@', '-')}-{tag}"
     new_dir = work / f"{cand_id.replace('@', '-')}-{tag}"
     old, new = score(shipped, clips, old_dir), score(candidate, clips, new_dir)
-    checks = rule(old, new)
     intervals = {(n_q_of(str(r["label"])), str(r["metric"])): r for r in paired_compare.compare(
         old_dir / "quality.json", new_dir / "quality.json", CODEC, n_boot=2000)}
+    checks = with_intervals(rule(old, new), intervals)
     ok = passes(checks)
     failed = [f"{c.metric} at n_q {c.n_q}" for c in checks if not c.better]
     print(f"\n## {name}: {clips} ({len(new['clips'])} clips)\n")
-    print(table(checks, intervals))
+    print(table(checks))
     print(f"\n{name}: {'PASS' if ok else 'FAIL'}"
           + ("" if ok else f" ({len(failed)} of {len(checks)} cells not better: "
              + ", ".join(failed) + ")"))
-    return ok
+    return checks
+
+
+def unseen_verdict(rule_checks: list[Check], heldout_checks: list[Check]) -> tuple[bool, str]:
+    """The ``unseen`` rule: every heldout cell better, no rule-set cell measurably worse."""
+    worse = [f"{c.metric} at n_q {c.n_q}" for c in rule_checks if not c.gain_interval
+             or c.measurably_worse]
+    not_better = [f"{c.metric} at n_q {c.n_q}" for c in heldout_checks if not c.better]
+    ok = passes(heldout_checks) and not_measurably_worse(rule_checks)
+    def cells(names: list[str]) -> str:
+        return f"{len(names)} cell{'s' * (len(names) != 1)} ({', '.join(names)})"
+
+    why = "; ".join(filter(None, [
+        f"heldout not better in {cells(not_better)}" if not_better else "",
+        f"measurably worse on the rule's clips in {cells(worse)}" if worse else ""]))
+    return ok, why
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="the model to beat (default: %(default)s)")
     p.add_argument("--clips", default=str(DEFAULT_CLIPS), help="the rule's clips "
                    "(default: %(default)s)")
-    p.add_argument("--heldout", default=None, help="more clips, reported beside (not the rule)")
+    p.add_argument("--heldout", default=None, help="unseen-voice clips: reported beside, and "
+                   "the main half of --rule unseen")
+    p.add_argument("--rule", choices=("every-cell", "unseen"), default="every-cell",
+                   help="which rule sets the exit status (default: %(default)s, issue 12's)")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "ship-check"),
                    help="where scores are cached (default: %(default)s)")
     args = p.parse_args(argv)
@@ -180,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     sets = [(Path(args.clips).resolve().name, Path(args.clips))] + (
         [(Path(args.heldout).resolve().name + " (beside)", Path(args.heldout))]
         if args.heldout else [])
+    if args.rule == "unseen" and not args.heldout:
+        print("ship_check: --rule unseen needs --heldout (the unseen-voice clips)",
+              file=sys.stderr)
+        return 2
     for name, clips in sets:
         if not clips.is_dir():
             print(f"ship_check: {name} clips {clips} is not a folder", file=sys.stderr)
@@ -201,7 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # a corrupt bundle, a folder without clips
         print(f"ship_check: {e}", file=sys.stderr)
         return 2
-    return 0 if results[0] else 1
+    every_cell = passes(results[0])
+    print(f"\nrule every-cell (issue 12): {'PASS' if every_cell else 'FAIL'}")
+    if len(results) < 2:
+        return 0 if every_cell else 1
+    unseen, why = unseen_verdict(results[0], results[1])
+    print(f"rule unseen: {'PASS' if unseen else 'FAIL (' + why + ')'}")
+    return 0 if (unseen if args.rule == "unseen" else every_cell) else 1
 
 
 if __name__ == "__main__":

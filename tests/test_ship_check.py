@@ -1,5 +1,6 @@
-"""recipes/ship_check.py: the ship rule (every bitrate, every metric, strictly better) on
-as-shipped (float16) weights, end to end on a tiny model."""
+"""recipes/ship_check.py: the ship rules (every-cell: every bitrate, every metric, strictly
+better; unseen: every heldout cell better and no measured loss on val-16k) on as-shipped
+(float16) weights, end to end on a tiny model."""
 
 from __future__ import annotations
 
@@ -58,6 +59,45 @@ def test_a_model_never_beats_itself_and_two_never_beat_each_other(a: dict, b: di
                 and ship_check.passes(ship_check.rule(sb, sa)))
 
 
+def cells(gains: list[tuple[float, float, float]]) -> list[ship_check.Check]:
+    """PESQ-WB cells at n_q 1.. with a gain (new - old) and its interval (low, high)."""
+    return [ship_check.Check(i + 1, "PESQ-WB", 2.0, 2.0 + g, g > 0, (lo, hi))
+            for i, (g, lo, hi) in enumerate(gains)]
+
+
+def test_the_unseen_rule_wants_every_heldout_cell_and_no_measured_loss_on_the_rule_set() -> None:
+    heldout_better = cells([(0.05, 0.02, 0.08), (0.03, 0.01, 0.05)])
+    # val-16k: one cell worse by noise (its interval spans 0): passes
+    noisy = cells([(-0.02, -0.05, 0.01), (0.01, -0.02, 0.04)])
+    assert ship_check.unseen_verdict(noisy, heldout_better) == (True, "")
+    # one val-16k cell whose whole interval is below 0: fails, and the reason names it
+    worse = cells([(-0.04, -0.07, -0.01), (0.01, -0.02, 0.04)])
+    ok, why = ship_check.unseen_verdict(worse, heldout_better)
+    assert not ok and why == "measurably worse on the rule's clips in 1 cell (PESQ-WB at n_q 1)"
+    # a heldout cell not better fails, however good val-16k is
+    heldout_tie = cells([(0.05, 0.02, 0.08), (0.0, -0.01, 0.01)])
+    ok, why = ship_check.unseen_verdict(cells([(0.1, 0.05, 0.15)] * 2), heldout_tie)
+    assert not ok and why.startswith("heldout not better in 1 cell (PESQ-WB at n_q 2)")
+    # no interval: cannot be decided, so it does not pass
+    unknown = [ship_check.Check(1, "PESQ-WB", 2.0, 2.1, True)]
+    assert not ship_check.unseen_verdict(unknown, heldout_better[:1])[0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1, 1), st.floats(0, 0.5)), min_size=1, max_size=8),
+       st.lists(st.tuples(st.floats(-1, 1), st.floats(0, 0.5)), min_size=1, max_size=8))
+def test_the_unseen_rule_implies_heldout_every_cell_and_is_refused_by_a_tie(
+        rule_set: list[tuple[float, float]], heldout: list[tuple[float, float]]) -> None:
+    r = cells([(g, g - w, g + w) for g, w in rule_set])
+    h = cells([(g, g - w, g + w) for g, w in heldout])
+    ok, why = ship_check.unseen_verdict(r, h)
+    assert ok == (not why)
+    if ok:
+        assert ship_check.passes(h) and not any(c.measurably_worse for c in r)
+    ties = cells([(0.0, -w, w) for _, w in heldout])
+    assert not ship_check.unseen_verdict(r, ties)[0]
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("clips")
@@ -89,12 +129,20 @@ def test_end_to_end_a_copy_fails_a_better_model_passes_and_scores_are_cached(
     out = capsys.readouterr().out
     assert code in (0, 1) and "## heldout-clips (beside)" in out
     assert len(list(work.iterdir())) == 4  # shipped and candidate, on both clip sets
+    assert "rule every-cell (issue 12): " in out and "rule unseen: " in out
+    # the unseen rule on the same (cached) scores: a copy of the shipped model never passes it
+    assert ship_check.main([str(same), "--heldout", str(heldout), "--rule", "unseen",
+                            *args]) == 1
+    assert "rule unseen: FAIL (heldout not better in" in capsys.readouterr().out
 
 
 def test_bad_inputs_exit_2(clips: Path, tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
     assert ship_check.main([str(tmp_path / "missing"), "--clips", str(clips)]) == 2
     assert "not a model bundle" in capsys.readouterr().err
+    shipped = ROOT / "dwancodec" / "assets" / "default"
+    assert ship_check.main([str(shipped), "--clips", str(clips), "--rule", "unseen"]) == 2
+    assert "--rule unseen needs --heldout" in capsys.readouterr().err
     bundle = tmp_path / "b"
     Codec.from_config("tiny", seed=0).save_pretrained(bundle)
     assert ship_check.main([str(bundle), "--shipped", str(bundle),
