@@ -200,18 +200,24 @@ def check_set(name: str, shipped: Path, shipped_id: str, candidate: Path, clips:
     return checks
 
 
-def unseen_verdict(rule_checks: list[Check], heldout_checks: list[Check]) -> tuple[bool, str]:
-    """The ``unseen`` rule: every heldout cell better, no rule-set cell measurably worse."""
-    worse = [f"{c.metric} at n_q {c.n_q}" for c in rule_checks if not c.gain_interval
-             or c.measurably_worse]
-    not_better = [f"{c.metric} at n_q {c.n_q}" for c in heldout_checks if not c.better]
-    ok = passes(heldout_checks) and not_measurably_worse(rule_checks)
-    def cells(names: list[str]) -> str:
-        return f"{len(names)} cell{'s' * (len(names) != 1)} ({', '.join(names)})"
+def _cells(checks: list[Check]) -> str:
+    """``"2 cells (STOI at n_q 1, PESQ-WB at n_q 2)"``."""
+    names = [f"{c.metric} at n_q {c.n_q}" for c in checks]
+    return f"{len(names)} cell{'s' * (len(names) != 1)} ({', '.join(names)})"
 
+
+def unseen_verdict(rule_checks: list[Check], heldout_checks: list[Check]) -> tuple[bool, str]:
+    """The ``unseen`` rule: every heldout cell better, no rule-set cell measurably worse.
+
+    Returns (passes, why not: empty when it passes)."""
+    not_better = [c for c in heldout_checks if not c.better]
+    worse = [c for c in rule_checks if c.measurably_worse]
+    unknown = [c for c in rule_checks if c.gain_interval is None]
+    ok = passes(heldout_checks) and not_measurably_worse(rule_checks)
     why = "; ".join(filter(None, [
-        f"heldout not better in {cells(not_better)}" if not_better else "",
-        f"measurably worse on the rule's clips in {cells(worse)}" if worse else ""]))
+        f"heldout not better in {_cells(not_better)}" if not_better else "",
+        f"measurably worse on the rule's clips in {_cells(worse)}" if worse else "",
+        f"no interval on the rule's clips in {_cells(unknown)}" if unknown else ""]))
     return ok, why
 
 
