@@ -9,6 +9,9 @@
 #                          quality run is skipped: random weights score nothing meaningful)
 #   CLIPS=folder           quality clips: a folder of 16 kHz speech files, relative to where
 #                          you run the script or absolute (required unless SKIP has quality)
+#   HELDOUT=folder         optional: a second quality run (DwanCodec and Opus) on clips of
+#                          voices no training saw (e.g. recipes/fetch_extra_speech.sh's
+#                          heldout-16k); its table replaces the quality-heldout block
 #   OUT=folder             raw outputs (default: benchmarks/results)
 #   REPS=3 AUDIO_SECONDS=10  speed: interleaved repetitions, seconds of audio per measurement
 #                          (not SECONDS: bash counts its own run time in that variable)
@@ -29,6 +32,8 @@ cd "$REPO"
 OUT="${OUT:-$REPO/benchmarks/results}"
 CLIPS="${CLIPS:-}"
 if [ -n "$CLIPS" ] && [ "${CLIPS#/}" = "$CLIPS" ]; then CLIPS="$CALLER_DIR/$CLIPS"; fi
+HELDOUT="${HELDOUT:-}"
+if [ -n "$HELDOUT" ] && [ "${HELDOUT#/}" = "$HELDOUT" ]; then HELDOUT="$CALLER_DIR/$HELDOUT"; fi
 REPS="${REPS:-3}"
 SECONDS_AUDIO="${AUDIO_SECONDS:-10}"
 THREADS="${THREADS:-1,2}"
@@ -46,6 +51,10 @@ skip() { [[ " $SKIP " == *" $1 "* ]]; }
 if ! skip quality && { [ -z "$CLIPS" ] || [ ! -d "$CLIPS" ]; }; then
     echo "run_all.sh: the quality step needs CLIPS=folder of 16 kHz speech clips (got" \
          "'${CLIPS}'), or leave it out with SKIP=quality" >&2
+    exit 2
+fi
+if [ -n "$HELDOUT" ] && [ ! -d "$HELDOUT" ]; then
+    echo "run_all.sh: HELDOUT='${HELDOUT}' is not a folder of clips" >&2
     exit 2
 fi
 
@@ -79,6 +88,11 @@ if ! skip quality; then
         echo "quality: skipped (no model bundle: random weights would score nothing)" >&2
         NODOC="quality"
     fi
+    # Unseen voices: the val clips are mostly the training voices (docs/benchmarks.md)
+    if [ -n "$HELDOUT" ] && [ -n "${MODEL:-}" ]; then
+        "${NICE[@]}" "$PY" benchmarks/quality.py --clips "$HELDOUT" "${MODEL_ARGS[@]}" \
+            --codecs dwancodec,opus --out "$OUT/quality-heldout"
+    fi
 fi
 
 if ! skip latency; then
@@ -91,6 +105,9 @@ for fig in speed quality; do
         cp "$OUT/$fig/$fig.png" "docs/figures/$fig.png"
     fi
 done
+if [ -n "$HELDOUT" ] && [ -f "$OUT/quality-heldout/quality.png" ]; then
+    cp "$OUT/quality-heldout/quality.png" docs/figures/quality-heldout.png
+fi
 "$PY" - "$OUT" "${NODOC:-}" <<'EOF'
 import re
 import sys
@@ -100,11 +117,14 @@ out, skip = Path(sys.argv[1]), sys.argv[2].split()
 doc = Path("docs/benchmarks.md")
 text = doc.read_text()
 blocks = {"machine": out / "machine.txt", "speed": out / "speed" / "speed.md",
-          "quality": out / "quality" / "quality.md", "latency": out / "latency" / "latency.md"}
+          "quality": out / "quality" / "quality.md", "latency": out / "latency" / "latency.md",
+          "quality-heldout": out / "quality-heldout" / "quality.md"}
 for name, path in blocks.items():
-    if name in skip or not path.exists():
+    if name.split("-")[0] in skip or not path.exists():
         continue
     body = path.read_text().strip()
+    # quality.md links its figure beside it; in docs/ the figure is figures/<block>.png
+    body = body.replace("](quality.png)", f"](figures/{name}.png)")
     if name == "machine":
         body = "```\n" + body + "\n```"
     pat = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(\n<!-- END {name} -->)", re.S)
