@@ -314,6 +314,11 @@ def test_run_all_needs_clips_and_has_no_machine_path(tmp_path: Path) -> None:
                        env={**env, "SKIP": "speed latency", "OUT": str(tmp_path)},
                        cwd=tmp_path)
     assert r.returncode == 2 and "CLIPS=" in r.stderr, r.stderr
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
+                       env={**env, "SKIP": "speed latency", "OUT": str(tmp_path),
+                            "CLIPS": str(tmp_path), "HELDOUT": "no-such-folder"},
+                       cwd=tmp_path)
+    assert r.returncode == 2 and "HELDOUT=" in r.stderr and "not a folder" in r.stderr, r.stderr
 
 
 def test_peak_memory_of_a_refused_huge_config_is_small(hostile: dict[str, Path],
