@@ -78,6 +78,11 @@ class Check:
         return self.new - self.old
 
     @property
+    def where(self) -> str:
+        """``"PESQ-WB at n_q 2"``: how verdicts name the cell."""
+        return f"{self.metric} at n_q {self.n_q}"
+
+    @property
     def measurably_worse(self) -> bool:
         """The whole interval of the gain lies below 0 (worse beyond the clips' noise)."""
         return self.gain_interval is not None and self.gain_interval[1] < 0
@@ -113,13 +118,6 @@ def rule(old: dict, new: dict) -> list[Check]:
 def passes(checks: list[Check]) -> bool:
     """Issue 12's rule on one clip set: every cell strictly better."""
     return bool(checks) and all(c.better for c in checks)
-
-
-def not_measurably_worse(checks: list[Check]) -> bool:
-    """No cell whose gain interval lies wholly below 0 (cells without an interval count as
-    unknown, and fail: the ``unseen`` rule needs the intervals)."""
-    return bool(checks) and all(c.gain_interval is not None and not c.measurably_worse
-                                for c in checks)
 
 
 def with_intervals(checks: list[Check], intervals: dict[tuple[int, str], dict]) -> list[Check]:
@@ -191,7 +189,7 @@ def check_set(name: str, shipped: Path, shipped_id: str, candidate: Path, clips:
         old_dir / "quality.json", new_dir / "quality.json", CODEC, n_boot=2000)}
     checks = with_intervals(rule(old, new), intervals)
     ok = passes(checks)
-    failed = [f"{c.metric} at n_q {c.n_q}" for c in checks if not c.better]
+    failed = [c.where for c in checks if not c.better]
     print(f"\n## {name}: {clips} ({len(new['clips'])} clips)\n")
     print(table(checks))
     print(f"\n{name}: {'PASS' if ok else 'FAIL'}"
@@ -202,18 +200,19 @@ def check_set(name: str, shipped: Path, shipped_id: str, candidate: Path, clips:
 
 def _cells(checks: list[Check]) -> str:
     """``"2 cells (STOI at n_q 1, PESQ-WB at n_q 2)"``."""
-    names = [f"{c.metric} at n_q {c.n_q}" for c in checks]
-    return f"{len(names)} cell{'s' * (len(names) != 1)} ({', '.join(names)})"
+    return (f"{len(checks)} cell{'s' * (len(checks) != 1)} "
+            f"({', '.join(c.where for c in checks)})")
 
 
 def unseen_verdict(rule_checks: list[Check], heldout_checks: list[Check]) -> tuple[bool, str]:
-    """The ``unseen`` rule: every heldout cell better, no rule-set cell measurably worse.
+    """The ``unseen`` rule: every heldout cell better, no rule-set cell measurably worse
+    (a rule-set cell without an interval cannot be judged, and fails).
 
     Returns (passes, why not: empty when it passes)."""
     not_better = [c for c in heldout_checks if not c.better]
     worse = [c for c in rule_checks if c.measurably_worse]
     unknown = [c for c in rule_checks if c.gain_interval is None]
-    ok = passes(heldout_checks) and not_measurably_worse(rule_checks)
+    ok = passes(heldout_checks) and bool(rule_checks) and not worse and not unknown
     why = "; ".join(filter(None, [
         f"heldout not better in {_cells(not_better)}" if not_better else "",
         f"measurably worse on the rule's clips in {_cells(worse)}" if worse else "",
