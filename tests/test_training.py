@@ -311,6 +311,20 @@ def test_speed_perturbation_moves_pitch_by_its_factor_and_is_reproducible(tmp_pa
     peaks = [peak_hz(spread[i]) for i in range(40)]
     assert 448 <= min(peaks) < 475 and 525 < max(peaks) <= 552
     assert torch.equal(spread[7], spread[7])
+    # the band each direction keeps (the docstring's caveat): white noise in, 16 kHz
+    sf.write(tmp_path / "a" / "tone.wav", 0.3 * np.random.default_rng(1).standard_normal(48000),
+             16000)
+    noise = AudioCorpus([str(tmp_path / "a")], 16000)
+
+    def band_db(factor: float, lo: float, hi: float) -> float:
+        x = SegmentDataset(noise, 16000, augment=Augment(speed_range=(factor, factor)))[0][0]
+        p = np.abs(np.fft.rfft(x.numpy())) ** 2
+        f = np.fft.rfftfreq(x.shape[-1], 1 / 16000)
+        ref = p[(f >= 1000) & (f < 3000)].mean()
+        return float(10 * np.log10(p[(f >= lo) & (f < hi)].mean() / ref))
+
+    assert abs(band_db(1.1, 6800, 7400)) < 1  # speeding up keeps the band to 7.4 kHz
+    assert band_db(0.9, 7200, 7600) < -40  # slowing down by 0.9 empties it above ~7 kHz
     cfg = build_train_config(tiny_cfg(tmp_path / "run").to_dict(),
                              {"train_data": [str(tmp_path / "a")], "speed_range": "0.9,1.1"})
     assert Trainer(cfg, progress=False).make_loader().dataset.augment.speed_range == (0.9, 1.1)
