@@ -57,9 +57,6 @@
 # default 0.5, so n_q 8 gets 9/16 of the items and n_q 1 only 1/16; 1 draws every count alike:
 # round 16's soup ingredient for the low stages). SEED=N sets the run's seed (data order,
 # crops, dropout draws; default 0), e.g. for two restarts that differ only in their noise.
-# SPEED=LO,HI plays each training segment f times as fast, f uniform in [LO, HI] (speed
-# perturbation: pitch and formants move together by f, so every recorded voice lends a range
-# of new ones; e.g. 0.9,1.1; default off).
 # Checkpoints every 250 steps to ${RUNS:-/work/runs}/scratch-VARIANT (outside git); rerunning
 # the same command resumes exactly (data order, RNG, optimizer). MAX_MINUTES stops a session's
 # share cleanly at a checkpoint; 0 runs to step 30000.
@@ -134,7 +131,6 @@ if [[ -n ${EXC:-} ]]; then override decoder.excitation "\"$EXC\""; fi
 if [[ -n ${F0_W:-} ]]; then weights="${weights%\}}, \"f0\": $F0_W}"; fi
 if [[ -n ${QDROP:-} ]]; then override quantizer.quantizer_dropout "$QDROP"; fi
 if [[ -n ${SEED:-} ]]; then extra+=(--set "seed=$SEED"); fi
-if [[ -n ${SPEED:-} ]]; then extra+=(--set "speed_range=$SPEED"); fi
 exec dwancodec train \
     --train-data-path "${train[@]}" \
     --val-data-path "$D/val-16k" --experiment-name "$name" \

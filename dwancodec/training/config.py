@@ -131,7 +131,6 @@ class TrainConfig:
     val_pesq_stoi: bool = True
     gain_db_range: tuple[float, float] = (-12.0, 3.0)
     noise_snr_db: tuple[float, float] = (-1.0, -1.0)
-    speed_range: tuple[float, float] = (1.0, 1.0)  # speed perturbation (data.Augment); off
     silence_threshold_db: float = -50.0
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -157,10 +156,6 @@ class TrainConfig:
                 len(r) != 2 or not 0 < r[1] <= r[0] for r in self.phase_resolutions):
             raise ValueError("phase_resolutions must be (n_fft, hop) pairs with 0 < hop <= "
                              f"n_fft, got {self.phase_resolutions}")
-        lo, hi = self.speed_range
-        if not 0.5 <= lo <= hi <= 2.0:
-            raise ValueError(f"speed_range must be (lo, hi) with 0.5 <= lo <= hi <= 2, got "
-                             f"{self.speed_range}")
         if self.disc_warmup_steps < 0:
             raise ValueError(f"disc_warmup_steps must be >= 0, got {self.disc_warmup_steps}")
         if not 0 <= self.phase_weight_power <= 4:

@@ -84,15 +84,6 @@ class AudioCorpus:
 class Augment:
     gain_db_range: tuple[float, float] = (0.0, 0.0)
     noise_snr_db: tuple[float, float] = (-1.0, -1.0)  # (-1, -1): no noise
-    # Speed perturbation (Ko et al. 2015): each segment is played f times as fast, f drawn
-    # uniformly from the range, which moves pitch and formants together by f -- a new voice
-    # (a shorter or longer vocal tract) from every recorded one. (1, 1): off, and the draws
-    # are then exactly those of a dataset without it, so older runs resume unchanged.
-    # Slowing down (f < 1) empties the band above about 0.95 f x Nyquist (the resampler's
-    # passband: 6.9 kHz at f 0.9 and 16 kHz), and a codec trained on it learns to leave that
-    # band quiet (round 18: -8 dB above 7 kHz); speeding up keeps 0-7.4 kHz whole, which is
-    # all the band most 16 kHz corpora hold. So the useful range is (1, hi), e.g. (1, 1.1).
-    speed_range: tuple[float, float] = (1.0, 1.0)
 
 
 class SegmentDataset(Dataset):
@@ -116,39 +107,13 @@ class SegmentDataset(Dataset):
         return self.length
 
     def _draw(self, rng: np.random.Generator) -> np.ndarray:
-        lo, hi = self.augment.speed_range
-        if (lo, hi) != (1.0, 1.0):
-            return self._draw_speed(rng, rng.uniform(lo, hi))
-        return self._cut(rng, self.segment)
-
-    def _cut(self, rng: np.random.Generator, length: int) -> np.ndarray:
-        """``length`` samples from a clip drawn by weight; zero-padded if the clip is shorter."""
         clip = self.corpus.clips[rng.choice(len(self.corpus.clips), p=self.corpus.weights)]
-        if clip.size <= length:
-            out = np.zeros(length, dtype=np.float32)
+        if clip.size <= self.segment:
+            out = np.zeros(self.segment, dtype=np.float32)
             out[: clip.size] = clip / 32768.0
             return out
-        start = rng.integers(0, clip.size - length)
-        return clip[start:start + length].astype(np.float32) / 32768.0
-
-    # Samples cut beyond each end of a speed-perturbed segment, so that the resampler's edge
-    # transient (its filter reaching past the cut) falls outside what is returned.
-    SPEED_MARGIN = 64
-
-    def _draw_speed(self, rng: np.random.Generator, factor: float) -> np.ndarray:
-        """``segment`` samples of audio played ``factor`` times as fast: ``(segment + 2 m) *
-        factor`` source samples read as if sampled at ``factor * sr`` and resampled to ``sr``
-        (soxr), e.g. factor 1.1, segment 16000, m 64: 17741 samples -> 16128 -> 16000."""
-        import soxr
-
-        m = self.SPEED_MARGIN
-        src = self._cut(rng, int(np.ceil((self.segment + 2 * m) * factor)))
-        sr = float(self.corpus.sample_rate)
-        out = soxr.resample(src, sr * factor, sr, quality="HQ")
-        out = out[m:m + self.segment]
-        if out.size < self.segment:  # rounding of the resampled length
-            out = np.pad(out, (0, self.segment - out.size))
-        return np.ascontiguousarray(out, dtype=np.float32)
+        start = rng.integers(0, clip.size - self.segment)
+        return clip[start:start + self.segment].astype(np.float32) / 32768.0
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, index])

@@ -282,7 +282,7 @@ class Trainer:
         segment = max(hop, round(cfg.segment_seconds * cfg.sample_rate / hop) * hop)
         dataset = SegmentDataset(
             self.train_corpus(), segment, seed=cfg.seed,
-            augment=Augment(cfg.gain_db_range, cfg.noise_snr_db, cfg.speed_range),
+            augment=Augment(cfg.gain_db_range, cfg.noise_snr_db),
             silence_db=cfg.silence_threshold_db,
         )
         return DataLoader(
