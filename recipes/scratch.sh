@@ -53,6 +53,8 @@
 # the three apart from PH_W (round 15: a pulse-timing error of d samples is a group-delay error
 # of 2 pi d / n_fft per bin, inside the anti-wrap's basin for any d under n_fft / 2, where the
 # IP and IAF errors of the bins above ~1 kHz are already past pi).
+# PESQ_W=W adds PESQ-WB's own disturbance as a loss (training/perceptual.PesqLoss; 0.1 D +
+# 0.0309 A in raw-MOS points, about 2 for the shipped decodes; default 0).
 # QDROP=F sets the share of batch items trained at a random stage count (quantizer dropout;
 # default 0.5, so n_q 8 gets 9/16 of the items and n_q 1 only 1/16; 1 draws every count alike:
 # round 16's soup ingredient for the low stages). SEED=N sets the run's seed (data order,
@@ -129,6 +131,7 @@ if [[ -n ${ENC_DEPTH:-} ]]; then override encoder.depths "[1, 1, 1, $ENC_DEPTH]"
 if [[ -n ${SUBFRAME:-} ]]; then override decoder.subframe_depth "$SUBFRAME"; fi
 if [[ -n ${EXC:-} ]]; then override decoder.excitation "\"$EXC\""; fi
 if [[ -n ${F0_W:-} ]]; then weights="${weights%\}}, \"f0\": $F0_W}"; fi
+if [[ -n ${PESQ_W:-} ]]; then weights="${weights%\}}, \"pesq\": $PESQ_W}"; fi
 if [[ -n ${QDROP:-} ]]; then override quantizer.quantizer_dropout "$QDROP"; fi
 if [[ -n ${SEED:-} ]]; then extra+=(--set "seed=$SEED"); fi
 exec dwancodec train \

@@ -72,14 +72,15 @@ def test_loss_dict_keys_are_weight_names_and_the_total_is_their_weighted_sum(
     weight 0 by default, so they are switched on here to keep their wiring under test."""
     totals, values = [], []
     for weight in (1.0, 3.0):
-        weights = {"stft_hr": weight, "waveform_l1": 1.0, "complex_stft": 5.0, "lowband": 2.0}
+        weights = {"stft_hr": weight, "waveform_l1": 1.0, "complex_stft": 5.0, "lowband": 2.0,
+                   "pesq": 0.5}
         trainer = Trainer(tiny_cfg(tmp_path / str(weight), gan_start_step=10**6,
                                    loss_weights=weights), progress=False)
         log = trainer.train_step(next(iter(trainer.make_loader())))
         weights = trainer.cfg.loss_weights
         weighted = sum(weights[k] * v for k, v in log.items() if k in weights)
         assert log["total"] == pytest.approx(weighted, rel=1e-5)
-        assert {"waveform_l1", "complex_stft", "lowband"} <= log.keys()
+        assert {"waveform_l1", "complex_stft", "lowband", "pesq"} <= log.keys()
         totals.append(log["total"])
         values.append(log["stft_hr"])
     assert values[0] == pytest.approx(values[1], rel=1e-6) and values[0] > 0

@@ -37,6 +37,9 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "phase_iaf": 1.0,
     "residual": 0.0,
     "frame_mod": 0.0,
+    # PESQ-WB's disturbance, 0.1 D + 0.0309 A in raw-MOS points (perceptual.PesqLoss, 16 kHz):
+    # the metric's own masking, equalisation and asymmetry, which the log-spectral losses lack.
+    "pesq": 0.0,
     # octaves of f0 error of the harmonic excitation (decoder.excitation "harmonic" only)
     "f0": 1.0,
     "commitment": 0.25,
@@ -165,6 +168,9 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; "
                              f"known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
+        if self.loss_weights.get("pesq", 0) > 0 and self.sample_rate != 16000:
+            raise ValueError(f"the pesq loss models PESQ-WB at 16000 Hz; sample_rate is "
+                             f"{self.sample_rate} (set loss_weights.pesq to 0)")
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -46,6 +46,7 @@ from .losses import (
     PhaseLoss,
     Spectra,
 )
+from .perceptual import PesqLoss
 from .validate import validate
 
 
@@ -230,6 +231,9 @@ class Trainer:
         self.complex_loss = ComplexSTFTLoss().to(self.device)
         self.phase_loss = PhaseLoss(cfg.phase_resolutions, cfg.phase_weight_power).to(self.device)
         self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
+        # (built only when used: it models PESQ-WB at 16 kHz and refuses other rates)
+        self.pesq_loss = (PesqLoss(cfg.sample_rate).to(self.device)
+                          if cfg.loss_weights.get("pesq", 0) > 0 else None)
         self.ema: dict[str, Tensor] | None = (
             {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if cfg.ema_decay > 0 else None
@@ -372,6 +376,8 @@ class Trainer:
             losses |= self.phase_loss(fake, audio, spectra)
         if "frame_mod" in on:
             losses["frame_mod"] = self.frame_mod_loss(fake, audio)
+        if "pesq" in on and self.pesq_loss is not None:  # (None only when its weight is 0)
+            losses["pesq"] = self.pesq_loss(fake, audio)
         return losses
 
     def disc_crop(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
