@@ -54,7 +54,8 @@
 # of 2 pi d / n_fft per bin, inside the anti-wrap's basin for any d under n_fft / 2, where the
 # IP and IAF errors of the bins above ~1 kHz are already past pi).
 # PESQ_W=W adds PESQ-WB's own disturbance as a loss (training/perceptual.PesqLoss; 0.1 D +
-# 0.0309 A in raw-MOS points, about 2 for the shipped decodes; default 0).
+# 0.0309 A in raw-MOS points, about 2 for the shipped decodes; default 0). PESQ_A=W sets A's
+# weight inside it (default 0.0309; 0: the symmetric disturbance D alone).
 # QDROP=F sets the share of batch items trained at a random stage count (quantizer dropout;
 # default 0.5, so n_q 8 gets 9/16 of the items and n_q 1 only 1/16; 1 draws every count alike:
 # round 16's soup ingredient for the low stages). SEED=N sets the run's seed (data order,
@@ -79,6 +80,7 @@ if [[ -n ${EXC_LR:-} ]]; then extra+=(--set "excitation_lr_scale=$EXC_LR"); fi
 if [[ -n ${LB_CUT:-} ]]; then extra+=(--set "lowband_cutoff_hz=$LB_CUT"); fi
 if [[ -n ${PH_RES:-} ]]; then extra+=(--set "phase_resolutions=$PH_RES"); fi
 if [[ -n ${PH_POW:-} ]]; then extra+=(--set "phase_weight_power=$PH_POW"); fi
+if [[ -n ${PESQ_A:-} ]]; then extra+=(--set "pesq_asymmetry_weight=$PESQ_A"); fi
 train=("$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" "$D/train-16k/speech-wb/ast-it")
 case ${TRAIN:-all} in
     all) train+=("$D/train-16k/speech-nb" "$D/train-16k/music-wb") ;;

@@ -179,3 +179,19 @@ def test_zwicker_power_follows_p862() -> None:
     assert z[0] == pytest.approx(0.25520097857560436, rel=1e-9)
     c = torch.tensor(perceptual.CENTRE_BARK_16K)
     assert torch.allclose(z[c >= 4].float(), torch.full_like(z[c >= 4].float(), 0.23))
+
+
+def test_the_asymmetry_weight_scales_the_asymmetric_term_alone(clean: np.ndarray) -> None:
+    """The asymmetric term is never negative, so without it no pair scores worse; noise adds
+    energy, which that term charges, so there it is a large part of the disturbance."""
+    ref = torch.from_numpy(clean[: 2 * SR])[None]
+    full, symmetric = PesqLoss(), PesqLoss(asymmetry_weight=0.0)
+    doubled = PesqLoss(asymmetry_weight=2 * perceptual.A_WEIGHT)
+    with torch.no_grad():
+        for name, deg in _degradations(clean).items():
+            d = torch.from_numpy(deg[: 2 * SR])[None]
+            f, s, dbl = float(full(d, ref)), float(symmetric(d, ref)), float(doubled(d, ref))
+            assert s <= f + 1e-6, name
+            assert dbl - f == pytest.approx(f - s, rel=1e-4, abs=1e-6), name  # linear in it
+            if name.startswith("noise"):
+                assert f - s > 0.05, name

@@ -120,6 +120,7 @@ def modified_zwicker_power() -> Tensor:
 
 class PesqLoss(nn.Module):
     """``0.1 D + 0.0309 A``, PESQ-WB's disturbance (``4.5 - MOS_raw``), as a loss.
+    ``asymmetry_weight`` replaces A's 0.0309 (0: the symmetric disturbance alone).
 
     ``forward(y_hat, y)``: ``[B, 1, T]`` or ``[B, T]`` decode and reference at 16 kHz ->
     scalar, the batch mean. ``disturbance(y_hat, y)`` -> ``[B]`` per item. ``T`` must hold at
@@ -127,10 +128,11 @@ class PesqLoss(nn.Module):
     PESQ has nothing to compare it with.
     """
 
-    def __init__(self, sample_rate: int = 16000) -> None:
+    def __init__(self, sample_rate: int = 16000, asymmetry_weight: float = A_WEIGHT) -> None:
         super().__init__()
         if sample_rate != 16000:
             raise ValueError(f"PesqLoss models PESQ-WB at 16000 Hz, got sample_rate={sample_rate}")
+        self.asymmetry_weight = asymmetry_weight
         freqs = torch.arange(N_FFT // 2 + 1, dtype=torch.float64) * sample_rate / N_FFT
         window = torch.hann_window(N_FFT, dtype=torch.float64)
         # Mean power per sample in the level band, from the one-sided power spectrum (Parseval:
@@ -208,7 +210,8 @@ class PesqLoss(nn.Module):
         weight = ((audible_ref + 1e5) / 1e7) ** 0.04
         d_frame = (d_frame / weight).clamp(max=45.0)
         a_frame = (a_frame / weight).clamp(max=45.0)
-        score = D_WEIGHT * self.aggregate(d_frame, 6.0) + A_WEIGHT * self.aggregate(a_frame, 6.0)
+        score = (D_WEIGHT * self.aggregate(d_frame, 6.0)
+                 + self.asymmetry_weight * self.aggregate(a_frame, 6.0))
         return torch.where(ref_band > 1e-10, score, torch.zeros_like(score))
 
     @staticmethod

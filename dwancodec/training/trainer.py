@@ -232,7 +232,7 @@ class Trainer:
         self.phase_loss = PhaseLoss(cfg.phase_resolutions, cfg.phase_weight_power).to(self.device)
         self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
         # (built only when used: it models PESQ-WB at 16 kHz and refuses other rates)
-        self.pesq_loss = (PesqLoss(cfg.sample_rate).to(self.device)
+        self.pesq_loss = (PesqLoss(cfg.sample_rate, cfg.pesq_asymmetry_weight).to(self.device)
                           if cfg.loss_weights.get("pesq", 0) > 0 else None)
         self.ema: dict[str, Tensor] | None = (
             {k: v.detach().clone() for k, v in self.model.state_dict().items()}
