@@ -295,6 +295,20 @@ def test_phase_resolutions_reach_the_trainer_from_a_flag_and_are_checked(tmp_pat
             TrainConfig(phase_resolutions=bad)
 
 
+def test_pesq_loss_and_its_asymmetry_weight_reach_the_trainer(tmp_path: Path) -> None:
+    """``--set pesq_asymmetry_weight=0`` builds the trainer's PESQ loss without its asymmetric
+    term and survives the saved JSON; the loss is built only when its weight is above 0, and
+    a weight outside [0, 1] is refused."""
+    cfg = build_train_config(tiny_cfg(tmp_path, loss_weights={"pesq": 1.0}).to_dict(),
+                             {"pesq_asymmetry_weight": "0"})
+    trainer = Trainer(cfg, progress=False)
+    assert trainer.pesq_loss is not None and trainer.pesq_loss.asymmetry_weight == 0.0
+    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert Trainer(tiny_cfg(tmp_path / "off"), progress=False).pesq_loss is None
+    with pytest.raises(ValueError, match="pesq_asymmetry_weight"):
+        TrainConfig(pesq_asymmetry_weight=-0.1)
+
+
 def test_config_file_and_flags_compose(tmp_path: Path) -> None:
     from argparse import Namespace
 
