@@ -30,7 +30,7 @@ Left out, because a training pair is already aligned and the loss must be smooth
 time alignment (the codec's output is sample-aligned with its input), its re-alignment of
 bad intervals, and the level alignment's exact IIR (here a brick-wall band on the bins).
 So the raw score here tracks PESQ's on aligned pairs, not exactly (tests/test_perceptual.py
-measures the rank agreement against the ``pesq`` package).
+measures its correlation with the ``pesq`` package's).
 """
 
 from __future__ import annotations
@@ -87,14 +87,13 @@ D_WEIGHT, A_WEIGHT = 0.1, 0.0309
 SYLLABLE_FRAMES = 20
 
 
-def biquad_power_response(coeffs: tuple[float, ...], n_fft: int, sample_rate: int) -> Tensor:
+def biquad_power_response(coeffs: tuple[float, ...], n_fft: int) -> Tensor:
     """|H(f)|^2 of ``y = b0 x + b1 x' + b2 x'' - a1 y' - a2 y''`` at the ``n_fft // 2 + 1``
     bins: ``[n_fft // 2 + 1]`` (float64). At DC a high-pass gives 0."""
     b0, b1, b2, a1, a2 = coeffs
     w = 2 * math.pi * torch.arange(n_fft // 2 + 1, dtype=torch.float64) / n_fft
     z1, z2 = torch.exp(-1j * w), torch.exp(-2j * w)
     h = (b0 + b1 * z1 + b2 * z2) / (1 + a1 * z1 + a2 * z2)
-    del sample_rate  # the response is in normalised frequency; kept for the call's clarity
     return h.abs() ** 2
 
 
@@ -141,7 +140,7 @@ class PesqLoss(nn.Module):
         self.register_buffer("window", window.float(), persistent=False)
         self.register_buffer("level_band", level.float(), persistent=False)
         self.register_buffer("input_filter", biquad_power_response(
-            WB_INPUT_FILTER_16K, N_FFT, sample_rate).float(), persistent=False)
+            WB_INPUT_FILTER_16K, N_FFT).float(), persistent=False)
         self.register_buffer("bark", bark_matrix().float(), persistent=False)
         self.register_buffer("thresh", torch.tensor(ABS_THRESH_POWER_16K), persistent=False)
         self.register_buffer("zwicker", modified_zwicker_power().float(), persistent=False)

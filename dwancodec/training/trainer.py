@@ -376,7 +376,7 @@ class Trainer:
             losses |= self.phase_loss(fake, audio, spectra)
         if "frame_mod" in on:
             losses["frame_mod"] = self.frame_mod_loss(fake, audio)
-        if "pesq" in on and self.pesq_loss is not None:  # (None only when its weight is 0)
+        if "pesq" in on:  # (built when its weight is above 0)
             losses["pesq"] = self.pesq_loss(fake, audio)
         return losses
 
