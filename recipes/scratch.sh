@@ -55,7 +55,9 @@
 # IP and IAF errors of the bins above ~1 kHz are already past pi).
 # PESQ_W=W adds PESQ-WB's own disturbance as a loss (training/perceptual.PesqLoss; 0.1 D +
 # 0.0309 A in raw-MOS points, about 2 for the shipped decodes; default 0). PESQ_A=W sets A's
-# weight inside it (default 0.0309; 0: the symmetric disturbance D alone).
+# weight inside it (default 0.0309; 0: the symmetric disturbance D alone). MELG_W=W adds the
+# mel guard (losses.BandMelLoss: log-mel L1 on the mel bands below 150 Hz and above 7 kHz alone,
+# the bands PESQ-WB does not or hardly hears, where the PESQ loss's mel cost sits; default 0).
 # QDROP=F sets the share of batch items trained at a random stage count (quantizer dropout;
 # default 0.5, so n_q 8 gets 9/16 of the items and n_q 1 only 1/16; 1 draws every count alike:
 # round 16's soup ingredient for the low stages). SEED=N sets the run's seed (data order,
@@ -134,6 +136,7 @@ if [[ -n ${SUBFRAME:-} ]]; then override decoder.subframe_depth "$SUBFRAME"; fi
 if [[ -n ${EXC:-} ]]; then override decoder.excitation "\"$EXC\""; fi
 if [[ -n ${F0_W:-} ]]; then weights="${weights%\}}, \"f0\": $F0_W}"; fi
 if [[ -n ${PESQ_W:-} ]]; then weights="${weights%\}}, \"pesq\": $PESQ_W}"; fi
+if [[ -n ${MELG_W:-} ]]; then weights="${weights%\}}, \"mel_guard\": $MELG_W}"; fi
 if [[ -n ${QDROP:-} ]]; then override quantizer.quantizer_dropout "$QDROP"; fi
 if [[ -n ${SEED:-} ]]; then extra+=(--set "seed=$SEED"); fi
 exec dwancodec train \

@@ -14,6 +14,7 @@ from dwancodec.model import Codec
 from dwancodec.training.discriminators import Adversary
 from dwancodec.training.losses import (
     HARMONIC_RESOLUTIONS,
+    BandMelLoss,
     ComplexSTFTLoss,
     LowBandHarmonicLoss,
     MultiResolutionSTFTLoss,
@@ -237,6 +238,41 @@ def test_lowband_loss_sees_only_the_band_below_its_cutoff_and_not_the_level() ->
     wide = LowBandHarmonicLoss(16000, cutoff=8000.0)
     assert float(wide(high, x)) > 1.3 * float(wide(y, x))
 
+
+
+def test_band_mel_loss_scores_its_bands_alone_and_equals_the_mel_distance_there() -> None:
+    """The guard for the bands PESQ-WB and STOI do not hear: zero for a perfect output; a tone
+    added at 1 kHz (outside its bands) moves it by leakage only, the same tone at 100 Hz or
+    7.5 kHz by far more; it is the log-mel L1 of the kept bands of the full 512 / 80 filterbank
+    (the mel distance's geometry), and a band list that keeps no band is refused by name."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.randn(2, 1, 16000, generator=g)
+    y = x + 0.01 * torch.randn(2, 1, 16000, generator=g)
+    guard = BandMelLoss(16000, ((0.0, 150.0), (7000.0, 8000.0)))
+    assert guard.n_bands == 9  # the docstring's worked example: 6 below 150 Hz, 3 above 7 kHz
+    assert guard(x, x) == 0
+    t = torch.arange(16000) / 16000
+    base = float(guard(y, x))
+
+    def tone(f: float) -> float:
+        return float(guard(y + 0.3 * torch.sin(2 * torch.pi * f * t), x))
+
+    low, high = tone(100.0) - base, tone(7500.0) - base
+    assert low > 3 * base and high > 3 * base
+    assert abs(tone(1000.0) - base) < 0.05 * min(low, high)
+    # the same number as the full mel loss's 512-point scale restricted to the kept bands
+    from dwancodec.training.losses import mel_filterbank
+
+    fb = mel_filterbank(512, 80, 16000)
+    spectra = Spectra(y, x)
+    m_hat, m = spectra.magnitude(512, 128, torch.hann_window(512))
+    per_band = (torch.log10((fb @ m_hat).clamp(min=1e-5))
+                - torch.log10((fb @ m).clamp(min=1e-5))).abs().mean(dim=(0, 2))
+    centre = (fb * torch.linspace(0, 8000, 257)).sum(1) / fb.sum(1)
+    keep = (centre < 150) | (centre >= 7000)
+    assert float(guard(y, x, spectra)) == pytest.approx(float(per_band[keep].mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="no mel band"):
+        BandMelLoss(16000, ((3000.0, 3001.0),))
 
 
 def test_phase_weight_power_moves_the_loss_onto_the_loud_bins() -> None:

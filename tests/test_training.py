@@ -309,6 +309,26 @@ def test_pesq_loss_and_its_asymmetry_weight_reach_the_trainer(tmp_path: Path) ->
         TrainConfig(pesq_asymmetry_weight=-0.1)
 
 
+def test_mel_guard_loss_and_its_bands_reach_the_trainer(tmp_path: Path) -> None:
+    """``--set mel_guard_bands_hz=...`` moves the guard's bands and survives the saved JSON;
+    the guard is built and logged only when its weight is above 0; bad bands are refused by
+    name, and only when the guard is on (an 8 kHz config never sees the 16 kHz default)."""
+    cfg = build_train_config(tiny_cfg(tmp_path, loss_weights={"mel_guard": 2.0}).to_dict(),
+                             {"mel_guard_bands_hz": "[[0, 200]]"})
+    trainer = Trainer(cfg, progress=False)
+    assert cfg.mel_guard_bands_hz == ((0, 200),)
+    assert trainer.mel_guard_loss is not None and trainer.mel_guard_loss.n_bands == 8
+    audio = 0.1 * torch.randn(2, 1, 4000)
+    assert "mel_guard" in trainer.reconstruction_losses(audio * 0.5, audio)
+    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert Trainer(tiny_cfg(tmp_path / "off"), progress=False).mel_guard_loss is None
+    on = {**DEFAULT_LOSS_WEIGHTS, "mel_guard": 1.0}
+    for bad in ((), ((150.0, 100.0),), ((0.0, 9000.0),), ((0.0,),)):
+        with pytest.raises(ValueError, match="mel_guard_bands_hz"):
+            TrainConfig(loss_weights=on, mel_guard_bands_hz=bad)
+    TrainConfig(mel_guard_bands_hz=((0.0, 9000.0),))  # off: not checked
+
+
 def test_config_file_and_flags_compose(tmp_path: Path) -> None:
     from argparse import Namespace
 

@@ -40,6 +40,9 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     # PESQ-WB's disturbance, 0.1 D + 0.0309 A in raw-MOS points (perceptual.PesqLoss, 16 kHz):
     # the metric's own masking, equalisation and asymmetry, which the log-spectral losses lack.
     "pesq": 0.0,
+    # Log-mel L1 on the bands of ``mel_guard_bands_hz`` alone (losses.BandMelLoss): holds the
+    # bands PESQ-WB and STOI do not hear against the pesq loss (round 20).
+    "mel_guard": 0.0,
     # octaves of f0 error of the harmonic excitation (decoder.excitation "harmonic" only)
     "f0": 1.0,
     "commitment": 0.25,
@@ -122,6 +125,9 @@ class TrainConfig:
     # the symmetric one). The asymmetric term charges added energy up to 12x more than missing
     # energy, so it also rewards a decode for being quieter wherever it is unsure.
     pesq_asymmetry_weight: float = 0.0309
+    # Where the "mel_guard" loss looks: below STOI's lowest band (150 Hz), where P.862.2's input
+    # filter leaves PESQ-WB deaf, and above 7 kHz, which PESQ-WB hardly hears (round 18).
+    mel_guard_bands_hz: tuple[tuple[float, float], ...] = ((0.0, 150.0), (7000.0, 8000.0))
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
     precision: str = "fp32"
@@ -175,6 +181,11 @@ class TrainConfig:
         if not 0 <= self.pesq_asymmetry_weight <= 1:
             raise ValueError(f"pesq_asymmetry_weight must be in [0, 1], got "
                              f"{self.pesq_asymmetry_weight}")
+        if self.loss_weights.get("mel_guard", 0) > 0 and (not self.mel_guard_bands_hz or any(
+                len(b) != 2 or not 0 <= b[0] < b[1] <= self.sample_rate / 2
+                for b in self.mel_guard_bands_hz)):
+            raise ValueError(f"mel_guard_bands_hz must be (low, high) pairs in Hz with 0 <= low "
+                             f"< high <= {self.sample_rate / 2:g}, got {self.mel_guard_bands_hz}")
         if self.loss_weights.get("pesq", 0) > 0 and self.sample_rate != 16000:
             raise ValueError(f"the pesq loss models PESQ-WB at 16000 Hz; sample_rate is "
                              f"{self.sample_rate} (set loss_weights.pesq to 0)")

@@ -38,6 +38,7 @@ from .discriminators import Adversary
 from .logger import MetricLogger
 from .losses import (
     HARMONIC_RESOLUTIONS,
+    BandMelLoss,
     ComplexSTFTLoss,
     FrameModulationLoss,
     LowBandHarmonicLoss,
@@ -228,6 +229,8 @@ class Trainer:
         self.stft_hr_loss = MultiResolutionSTFTLoss(HARMONIC_RESOLUTIONS).to(self.device)
         self.lowband_loss = LowBandHarmonicLoss(cfg.sample_rate,
                                                 cfg.lowband_cutoff_hz).to(self.device)
+        self.mel_guard_loss = (BandMelLoss(cfg.sample_rate, cfg.mel_guard_bands_hz).to(self.device)
+                               if cfg.loss_weights.get("mel_guard", 0) > 0 else None)
         self.complex_loss = ComplexSTFTLoss().to(self.device)
         self.phase_loss = PhaseLoss(cfg.phase_resolutions, cfg.phase_weight_power).to(self.device)
         self.frame_mod_loss = FrameModulationLoss(self.model.hop_length).to(self.device)
@@ -366,6 +369,8 @@ class Trainer:
             losses["stft"] = self.stft_loss(fake, audio, spectra)
         if "stft_hr" in on:
             losses["stft_hr"] = self.stft_hr_loss(fake, audio, spectra)
+        if "mel_guard" in on:  # (built when its weight is above 0)
+            losses["mel_guard"] = self.mel_guard_loss(fake, audio, spectra)
         if "lowband" in on:
             losses["lowband"] = self.lowband_loss(fake, audio, spectra)
         if "waveform_l1" in on:
