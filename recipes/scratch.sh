@@ -58,6 +58,7 @@
 # weight inside it (default 0.0309; 0: the symmetric disturbance D alone). MELG_W=W adds the
 # mel guard (losses.BandMelLoss: log-mel L1 on the mel bands below 150 Hz and above 7 kHz alone,
 # the bands PESQ-WB does not or hardly hears, where the PESQ loss's mel cost sits; default 0).
+# STOI_W=W adds 1 - STOI (training/intelligibility.StoiLoss; default 0).
 # QDROP=F sets the share of batch items trained at a random stage count (quantizer dropout;
 # default 0.5, so n_q 8 gets 9/16 of the items and n_q 1 only 1/16; 1 draws every count alike:
 # round 16's soup ingredient for the low stages). SEED=N sets the run's seed (data order,
@@ -137,6 +138,7 @@ if [[ -n ${EXC:-} ]]; then override decoder.excitation "\"$EXC\""; fi
 if [[ -n ${F0_W:-} ]]; then weights="${weights%\}}, \"f0\": $F0_W}"; fi
 if [[ -n ${PESQ_W:-} ]]; then weights="${weights%\}}, \"pesq\": $PESQ_W}"; fi
 if [[ -n ${MELG_W:-} ]]; then weights="${weights%\}}, \"mel_guard\": $MELG_W}"; fi
+if [[ -n ${STOI_W:-} ]]; then weights="${weights%\}}, \"stoi\": $STOI_W}"; fi
 if [[ -n ${QDROP:-} ]]; then override quantizer.quantizer_dropout "$QDROP"; fi
 if [[ -n ${SEED:-} ]]; then extra+=(--set "seed=$SEED"); fi
 exec dwancodec train \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -44,3 +45,31 @@ def speech() -> torch.Tensor:
 
     audio, _ = load_audio(DATA / "speech_en.flac", 16000)
     return torch.from_numpy(audio)[None, None]
+
+
+def degradations(x: np.ndarray, sr: int = 16000) -> dict[str, np.ndarray]:
+    """Real degradations of a ``[T]`` float32 voice at ``sr``, by name: noise at four SNRs,
+    three low-passes, clipping and a codec-like phase jitter (the perceptual-loss tests score
+    them with our losses and with the reference metrics)."""
+    rng = np.random.default_rng(0)
+    out: dict[str, np.ndarray] = {}
+    for snr in (5, 15, 25, 35):
+        n = rng.standard_normal(x.size)
+        n *= np.sqrt(np.mean(x**2) / np.mean(n**2) / 10 ** (snr / 10))
+        out[f"noise {snr} dB"] = (x + n).astype(np.float32)
+    spec = np.fft.rfft(x)
+    for cut in (1500, 3000, 5000):
+        s = spec.copy()
+        s[int(cut * x.size / sr):] = 0
+        out[f"low-pass {cut} Hz"] = np.fft.irfft(s, x.size).astype(np.float32)
+    out["clipped"] = np.clip(x, -0.3 * np.abs(x).max(), 0.3 * np.abs(x).max())
+    # a codec-like error: the magnitude kept, the phase of every 32 ms frame jittered
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, (0, 512)), 512)[::256]
+    win = np.hanning(514)[1:-1]
+    spec = np.fft.rfft(frames * win, axis=-1)
+    spec *= np.exp(1j * rng.uniform(-0.6, 0.6, spec.shape))
+    y = np.zeros(x.size + 1024)
+    for i, f in enumerate(np.fft.irfft(spec, 512, axis=-1)):
+        y[i * 256:i * 256 + 512] += f * win
+    out["phase jitter"] = y[: x.size].astype(np.float32)
+    return out

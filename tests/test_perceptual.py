@@ -20,7 +20,7 @@ from dwancodec.training import perceptual
 from dwancodec.training.config import TrainConfig
 from dwancodec.training.perceptual import PesqLoss
 
-from .conftest import DATA
+from .conftest import DATA, degradations
 
 SR = 16000
 pesq = pytest.importorskip("pesq")
@@ -49,38 +49,13 @@ def _proxy(loss: PesqLoss, ref: np.ndarray, deg: np.ndarray) -> float:
                                             torch.from_numpy(ref)[None])[0])
 
 
-def _degradations(x: np.ndarray) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    out: dict[str, np.ndarray] = {}
-    for snr in (5, 15, 25, 35):
-        n = rng.standard_normal(x.size)
-        n *= np.sqrt(np.mean(x**2) / np.mean(n**2) / 10 ** (snr / 10))
-        out[f"noise {snr} dB"] = (x + n).astype(np.float32)
-    spec = np.fft.rfft(x)
-    for cut in (1500, 3000, 5000):
-        s = spec.copy()
-        s[int(cut * x.size / SR):] = 0
-        out[f"low-pass {cut} Hz"] = np.fft.irfft(s, x.size).astype(np.float32)
-    out["clipped"] = np.clip(x, -0.3 * np.abs(x).max(), 0.3 * np.abs(x).max())
-    # a codec-like error: the magnitude kept, the phase of every 32 ms frame jittered
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, (0, 512)), 512)[::256]
-    win = np.hanning(514)[1:-1]
-    spec = np.fft.rfft(frames * win, axis=-1)
-    spec *= np.exp(1j * rng.uniform(-0.6, 0.6, spec.shape))
-    y = np.zeros(x.size + 1024)
-    for i, f in enumerate(np.fft.irfft(spec, 512, axis=-1)):
-        y[i * 256:i * 256 + 512] += f * win
-    out["phase jitter"] = y[: x.size].astype(np.float32)
-    return out
-
-
 def test_tracks_the_reference_codes_raw_mos(clean: np.ndarray, loss: PesqLoss) -> None:
     """Over noise, low-pass, clipping and phase jitter, the loss's score follows P.862's raw
     score: correlation above 0.97, and no pair more than 0.6 apart (measured on this clip:
     every pair within 0.07; on six val-16k voices, correlation 0.997, and the one pair 1.0
     apart a narrowband clip low-passed at 2 kHz). The differences come from what the loss
     leaves out (P.862's time alignment, the exact level-alignment filter)."""
-    degs = _degradations(clean)
+    degs = degradations(clean)
     raw = np.array([_raw_mos(clean, d) for d in degs.values()])
     proxy = np.array([_proxy(loss, clean, d) for d in degs.values()])
     table = {k: (round(a, 2), round(b, 2)) for k, a, b in zip(degs, raw, proxy, strict=True)}
@@ -94,11 +69,11 @@ def test_zero_for_the_reference_and_blind_to_gain(clean: np.ndarray, loss: PesqL
     quieter, has no disturbance; a noisy copy has."""
     assert _proxy(loss, clean, clean) == pytest.approx(4.5, abs=1e-4)
     assert _proxy(loss, clean, 0.25 * clean) == pytest.approx(4.5, abs=1e-3)
-    assert _proxy(loss, clean, _degradations(clean)["noise 25 dB"]) < 4.0
+    assert _proxy(loss, clean, degradations(clean)["noise 25 dB"]) < 4.0
 
 
 def test_more_noise_is_more_disturbance(clean: np.ndarray, loss: PesqLoss) -> None:
-    degs = _degradations(clean)
+    degs = degradations(clean)
     scores = [_proxy(loss, clean, degs[f"noise {s} dB"]) for s in (5, 15, 25, 35)]
     assert scores == sorted(scores)
 
@@ -107,7 +82,7 @@ def test_gradients_are_finite_and_point_downhill(clean: np.ndarray, loss: PesqLo
     """On a noisy copy, a small step against the gradient lowers the loss; gradients stay
     finite for silent and all-zero decodes (square roots and powers at 0)."""
     ref = torch.from_numpy(clean[: SR])[None]
-    deg = torch.from_numpy(_degradations(clean)["noise 15 dB"][: SR])[None].requires_grad_(True)
+    deg = torch.from_numpy(degradations(clean)["noise 15 dB"][: SR])[None].requires_grad_(True)
     value = loss(deg, ref)
     value.backward()
     assert torch.isfinite(deg.grad).all() and deg.grad.abs().sum() > 0
@@ -127,7 +102,7 @@ def test_a_silent_reference_scores_zero(loss: PesqLoss) -> None:
 
 def test_batch_items_are_scored_alone(clean: np.ndarray, loss: PesqLoss) -> None:
     """Level and equalisation are per item: an item's score does not depend on its batch."""
-    degs = _degradations(clean)
+    degs = degradations(clean)
     ref = torch.from_numpy(np.stack([clean[:SR], clean[SR:2 * SR]]))
     deg = torch.from_numpy(np.stack([degs["noise 15 dB"][:SR], 0.01 * clean[SR:2 * SR]]))
     both = loss.disturbance(deg, ref)
@@ -190,7 +165,7 @@ def test_the_asymmetry_weight_scales_the_asymmetric_term_alone(clean: np.ndarray
     full, symmetric = PesqLoss(), PesqLoss(asymmetry_weight=0.0)
     doubled = PesqLoss(asymmetry_weight=2 * perceptual.A_WEIGHT)
     with torch.no_grad():
-        for name, deg in _degradations(clean).items():
+        for name, deg in degradations(clean).items():
             d = torch.from_numpy(deg[: 2 * SR])[None]
             f, s, dbl = float(full(d, ref)), float(symmetric(d, ref)), float(doubled(d, ref))
             assert s <= f + 1e-6, name

@@ -329,6 +329,20 @@ def test_mel_guard_loss_and_its_bands_reach_the_trainer(tmp_path: Path) -> None:
     TrainConfig(mel_guard_bands_hz=((0.0, 9000.0),))  # off: not checked
 
 
+def test_stoi_loss_reaches_the_trainer_only_when_weighted(tmp_path: Path) -> None:
+    """``loss_weights.stoi`` above 0 builds the STOI loss and logs it under its weight's name;
+    at 0 (the default) it is neither built nor computed."""
+    cfg = tiny_cfg(tmp_path, loss_weights={"stoi": 1.0})
+    trainer = Trainer(cfg, progress=False)
+    assert trainer.stoi_loss is not None
+    g = torch.Generator().manual_seed(0)
+    audio = 0.1 * torch.randn(2, 1, 16000, generator=g)
+    losses = trainer.reconstruction_losses(audio + 0.1 * torch.randn(2, 1, 16000, generator=g),
+                                           audio)
+    assert 0 < float(losses["stoi"]) < 1
+    assert Trainer(tiny_cfg(tmp_path / "off"), progress=False).stoi_loss is None
+
+
 def test_config_file_and_flags_compose(tmp_path: Path) -> None:
     from argparse import Namespace
 

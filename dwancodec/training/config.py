@@ -43,6 +43,9 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     # Log-mel L1 on the bands of ``mel_guard_bands_hz`` alone (losses.BandMelLoss): holds the
     # bands PESQ-WB and STOI do not hear against the pesq loss (round 20).
     "mel_guard": 0.0,
+    # 1 - STOI (intelligibility.StoiLoss): holds the band envelopes STOI scores, which the pesq
+    # loss's asymmetric term flattens (round 20).
+    "stoi": 0.0,
     # octaves of f0 error of the harmonic excitation (decoder.excitation "harmonic" only)
     "f0": 1.0,
     "commitment": 0.25,

@@ -35,6 +35,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import AudioCorpus, Augment, SegmentDataset, validation_segments
 from .discriminators import Adversary
+from .intelligibility import StoiLoss
 from .logger import MetricLogger
 from .losses import (
     HARMONIC_RESOLUTIONS,
@@ -237,6 +238,8 @@ class Trainer:
         # (built only when used: it models PESQ-WB at 16 kHz and refuses other rates)
         self.pesq_loss = (PesqLoss(cfg.sample_rate, cfg.pesq_asymmetry_weight).to(self.device)
                           if cfg.loss_weights.get("pesq", 0) > 0 else None)
+        self.stoi_loss = (StoiLoss(cfg.sample_rate).to(self.device)
+                          if cfg.loss_weights.get("stoi", 0) > 0 else None)
         self.ema: dict[str, Tensor] | None = (
             {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if cfg.ema_decay > 0 else None
@@ -383,6 +386,8 @@ class Trainer:
             losses["frame_mod"] = self.frame_mod_loss(fake, audio)
         if "pesq" in on:  # (built when its weight is above 0)
             losses["pesq"] = self.pesq_loss(fake, audio)
+        if "stoi" in on:
+            losses["stoi"] = self.stoi_loss(fake, audio)
         return losses
 
     def disc_crop(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
