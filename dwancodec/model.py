@@ -35,7 +35,8 @@ WEIGHTS_FILE = "model.safetensors"
 class CodecOutput:
     """Training-time result of :meth:`Codec.forward`.
 
-    audio: ``[B, 1, F * hop]`` reconstruction; codes: ``[B, n_q, F]``; latents: ``[B, D, F]``.
+    audio: ``[B, 1, F * hop]`` reconstruction; codes: ``[B, n_q, F]``; latents: ``[B, D, F]``;
+    n_active: ``[B]`` stages each item was decoded from (None for a single-stage quantizer).
     """
 
     audio: Tensor
@@ -43,6 +44,7 @@ class CodecOutput:
     latents: Tensor
     losses: dict[str, Tensor] = field(default_factory=dict)
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    n_active: Tensor | None = None
 
 
 class Codec(nn.Module):
@@ -150,7 +152,7 @@ class Codec(nn.Module):
             err = (log_f0 - target).abs()
             losses["f0"] = (err * conf).sum() / conf.sum().clamp_min(1.0)
             metrics["voiced"] = conf.mean()
-        return CodecOutput(recon, q.codes, latents, losses, metrics)
+        return CodecOutput(recon, q.codes, latents, losses, metrics, q.n_active)
 
     # Streaming steps --------------------------------------------------------------------------
     def encoder_state_spec(self) -> dict[str, StateSpec]:

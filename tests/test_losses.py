@@ -273,6 +273,12 @@ def test_band_mel_loss_scores_its_bands_alone_and_equals_the_mel_distance_there(
     assert float(guard(y, x, spectra)) == pytest.approx(float(per_band[keep].mean()), rel=1e-5)
     with pytest.raises(ValueError, match="no mel band"):
         BandMelLoss(16000, ((3000.0, 3001.0),))
+    # items: the chosen batch items scored alone; none chosen gives 0 with a graph
+    pick = torch.tensor([False, True])
+    assert float(guard(y, x, items=pick)) == pytest.approx(float(guard(y[1:], x[1:])), rel=1e-6)
+    y_grad = y.clone().requires_grad_(True)
+    none = guard(y_grad, x, items=torch.tensor([False, False]))
+    assert float(none.detach()) == 0 and none.requires_grad
 
 
 def test_phase_weight_power_moves_the_loss_onto_the_loud_bins() -> None:

@@ -90,6 +90,15 @@ def test_residual_stack_inverse_dropout_and_gradients(kind: str) -> None:
     full = rq.decode(dropped.codes)
     differs = (dropped.z_q - full).abs().flatten(1).amax(1) > 0
     assert differs.any()
+    # n_active says how many stages each item was decoded from: exactly its codes' prefix
+    assert dropped.n_active is not None and dropped.n_active.shape == (24,)
+    assert (dropped.n_active < 4).any()
+    prefix = [rq.decode(dropped.codes[:, :k]) for k in range(1, 5)]
+    for i, k in enumerate(dropped.n_active.tolist()):
+        assert 1 <= k <= 4
+        err = [float((dropped.z_q[i] - p[i]).detach().abs().max()) for p in prefix]
+        assert err[k - 1] < 1e-5 and min(e for j, e in enumerate(err) if j != k - 1) > 1e-3
+    assert rq.eval()(z.detach(), n_q=2).n_active.tolist() == [2, 2, 2]
 
 
 @pytest.mark.parametrize("kind", QUANTIZER_KINDS)

@@ -329,6 +329,30 @@ def test_mel_guard_loss_and_its_bands_reach_the_trainer(tmp_path: Path) -> None:
     TrainConfig(mel_guard_bands_hz=((0.0, 9000.0),))  # off: not checked
 
 
+def test_mel_guard_max_stages_scores_the_low_stage_items_alone(tmp_path: Path) -> None:
+    """With ``mel_guard_max_stages`` the guard is the guard of the items the quantizer decoded
+    from that many stages or fewer (the model reports the count per item); 0 scores all."""
+    cfg = build_train_config(tiny_cfg(tmp_path, loss_weights={"mel_guard": 1.0}).to_dict(),
+                             {"mel_guard_max_stages": "2"})
+    assert cfg.mel_guard_max_stages == 2
+    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    trainer = Trainer(cfg, progress=False)
+    trainer.model.train()
+    out = trainer.model(0.1 * torch.randn(4, 1, 4 * trainer.model.hop_length))
+    assert out.n_active is not None and out.n_active.shape == (4,)
+    g = torch.Generator().manual_seed(0)
+    audio = 0.1 * torch.randn(3, 1, 4000, generator=g)
+    fake = audio + 0.05 * torch.randn(3, 1, 4000, generator=g)
+    n_active = torch.tensor([1, 8, 2])
+    low = trainer.reconstruction_losses(fake, audio, n_active)["mel_guard"]
+    alone = trainer.mel_guard_loss(fake[[0, 2]], audio[[0, 2]])
+    assert float(low) == pytest.approx(float(alone), rel=1e-5)
+    every = trainer.reconstruction_losses(fake, audio)["mel_guard"]  # no counts: every item
+    assert float(every) == pytest.approx(float(trainer.mel_guard_loss(fake, audio)), rel=1e-6)
+    with pytest.raises(ValueError, match="mel_guard_max_stages"):
+        TrainConfig(mel_guard_max_stages=-1)
+
+
 def test_stoi_loss_reaches_the_trainer_only_when_weighted(tmp_path: Path) -> None:
     """``loss_weights.stoi`` above 0 builds the STOI loss and logs it under its weight's name;
     at 0 (the default) it is neither built nor computed."""

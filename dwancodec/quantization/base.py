@@ -16,12 +16,15 @@ class QuantizerOutput:
     codes: ``[B, n_q, T]`` int64 indices (``[B, T]`` for a single stage).
     losses: auxiliary training losses by name ("commitment", "codebook", "entropy").
     metrics: monitoring values (e.g. "perplexity" of code use).
+    n_active: ``[B]`` stages each item was decoded from (residual stacks, where quantizer
+        dropout draws it per item in training); None for a single stage.
     """
 
     z_q: Tensor
     codes: Tensor
     losses: dict[str, Tensor] = field(default_factory=dict)
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    n_active: Tensor | None = None
 
 
 def straight_through(values: Tensor, continuous: Tensor) -> Tensor:

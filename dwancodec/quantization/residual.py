@@ -132,4 +132,5 @@ class ResidualQuantizer(nn.Module):
                 metrics[f"{k}.{i}"] = v
         assert z_q is not None
         losses["residual"] = residual_loss
-        return QuantizerOutput(z_q, torch.stack(codes, dim=1), losses, metrics)
+        n_active = n_active.clamp(max=len(stages))  # (n_q < num_quantizers: all use n_q)
+        return QuantizerOutput(z_q, torch.stack(codes, dim=1), losses, metrics, n_active)

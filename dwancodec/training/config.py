@@ -131,6 +131,10 @@ class TrainConfig:
     # Where the "mel_guard" loss looks: below STOI's lowest band (150 Hz), where P.862.2's input
     # filter leaves PESQ-WB deaf, and above 7 kHz, which PESQ-WB hardly hears (round 18).
     mel_guard_bands_hz: tuple[tuple[float, float], ...] = ((0.0, 150.0), (7000.0, 8000.0))
+    # When above 0, the "mel_guard" loss scores only the batch items decoded from at most this
+    # many stages (quantizer dropout draws the count per item), so its weight falls on the low
+    # bitrates alone: every fine-tune of round 20 lost mel there first (0: every item).
+    mel_guard_max_stages: int = 0
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
     precision: str = "fp32"
@@ -189,6 +193,9 @@ class TrainConfig:
                 for b in self.mel_guard_bands_hz)):
             raise ValueError(f"mel_guard_bands_hz must be (low, high) pairs in Hz with 0 <= low "
                              f"< high <= {self.sample_rate / 2:g}, got {self.mel_guard_bands_hz}")
+        if self.mel_guard_max_stages < 0:
+            raise ValueError(f"mel_guard_max_stages must be >= 0 (0: every item), got "
+                             f"{self.mel_guard_max_stages}")
         if self.loss_weights.get("pesq", 0) > 0 and self.sample_rate != 16000:
             raise ValueError(f"the pesq loss models PESQ-WB at 16000 Hz; sample_rate is "
                              f"{self.sample_rate} (set loss_weights.pesq to 0)")

@@ -205,12 +205,19 @@ class BandMelLoss(nn.Module):
         """How many mel bands the guard scores."""
         return self.fb.shape[0]
 
-    def forward(self, y_hat: Tensor, y: Tensor, spectra: Spectra | None = None) -> Tensor:
-        """``[B, 1, T]`` output and target -> scalar; ``spectra`` shares STFTs between losses."""
+    def forward(self, y_hat: Tensor, y: Tensor, spectra: Spectra | None = None,
+                items: Tensor | None = None) -> Tensor:
+        """``[B, 1, T]`` output and target -> scalar; ``spectra`` shares STFTs between losses.
+        ``items`` (``[B]`` bool) scores those batch items alone (0, with a graph, if none)."""
         spectra = spectra or Spectra(y_hat, y)
         m_hat, m = spectra.magnitude(self.n_fft, self.n_fft // 4, self.window)
-        return F.l1_loss(torch.log10((self.fb @ m_hat).clamp(min=1e-5)),
-                         torch.log10((self.fb @ m).clamp(min=1e-5)))
+        err = (torch.log10((self.fb @ m_hat).clamp(min=1e-5))
+               - torch.log10((self.fb @ m).clamp(min=1e-5))).abs()
+        if items is None:
+            return err.mean()
+        if not bool(items.any()):
+            return err.sum() * 0
+        return err[items].mean()
 
 
 def discriminator_loss(real: list[Tensor], fake: list[Tensor], kind: str) -> Tensor:

@@ -334,7 +334,7 @@ class Trainer:
                 lambda params: sync_gradients(params, self.dist.world_size),
             )
 
-        losses = self.reconstruction_losses(fake, audio)
+        losses = self.reconstruction_losses(fake, audio, out.n_active)
         losses |= out.losses
         if self.adversarial_active():
             with self.autocast():
@@ -359,9 +359,11 @@ class Trainer:
         return {k: float(v.detach()) if isinstance(v, Tensor) else float(v)
                 for k, v in logs.items()}
 
-    def reconstruction_losses(self, fake: Tensor, audio: Tensor) -> dict[str, Tensor]:
+    def reconstruction_losses(self, fake: Tensor, audio: Tensor,
+                              n_active: Tensor | None = None) -> dict[str, Tensor]:
         """The weighted reconstruction losses (keys = weight names = log names). A loss with
-        weight 0 is not computed: each costs STFTs and their backward pass on every step."""
+        weight 0 is not computed: each costs STFTs and their backward pass on every step.
+        ``n_active`` (``[B]``, stages per item) lets ``mel_guard_max_stages`` pick items."""
         w = self.cfg.loss_weights
         on = {k for k, v in w.items() if v > 0}
         losses: dict[str, Tensor] = {}
@@ -373,7 +375,9 @@ class Trainer:
         if "stft_hr" in on:
             losses["stft_hr"] = self.stft_hr_loss(fake, audio, spectra)
         if "mel_guard" in on:  # (built when its weight is above 0)
-            losses["mel_guard"] = self.mel_guard_loss(fake, audio, spectra)
+            low = self.cfg.mel_guard_max_stages
+            items = n_active <= low if low > 0 and n_active is not None else None
+            losses["mel_guard"] = self.mel_guard_loss(fake, audio, spectra, items)
         if "lowband" in on:
             losses["lowband"] = self.lowband_loss(fake, audio, spectra)
         if "waveform_l1" in on:
