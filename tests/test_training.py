@@ -353,6 +353,30 @@ def test_mel_guard_max_stages_scores_the_low_stage_items_alone(tmp_path: Path) -
         TrainConfig(mel_guard_max_stages=-1)
 
 
+def test_perceptual_min_stages_keeps_pesq_and_stoi_off_the_low_stage_items(
+        tmp_path: Path) -> None:
+    """With ``perceptual_min_stages`` the pesq and stoi losses are those of the items decoded
+    from that many stages or more; with none such in the batch they are 0 (with a graph)."""
+    cfg = build_train_config(
+        tiny_cfg(tmp_path, loss_weights={"pesq": 1.0, "stoi": 1.0}).to_dict(),
+        {"perceptual_min_stages": "3"})
+    trainer = Trainer(cfg, progress=False)
+    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    g = torch.Generator().manual_seed(0)
+    audio = 0.1 * torch.randn(3, 1, 16000, generator=g)
+    fake = audio + 0.05 * torch.randn(3, 1, 16000, generator=g)
+    losses = trainer.reconstruction_losses(fake, audio, torch.tensor([1, 8, 3]))
+    for name, loss in (("pesq", trainer.pesq_loss), ("stoi", trainer.stoi_loss)):
+        assert loss is not None
+        alone = loss(fake[[1, 2]], audio[[1, 2]])
+        assert float(losses[name]) == pytest.approx(float(alone), rel=1e-5)
+    none = trainer.reconstruction_losses(fake.requires_grad_(True), audio,
+                                         torch.tensor([1, 2, 2]))
+    assert float(none["pesq"].detach()) == 0 and none["pesq"].requires_grad
+    with pytest.raises(ValueError, match="perceptual_min_stages"):
+        TrainConfig(perceptual_min_stages=0)
+
+
 def test_stoi_loss_reaches_the_trainer_only_when_weighted(tmp_path: Path) -> None:
     """``loss_weights.stoi`` above 0 builds the STOI loss and logs it under its weight's name;
     at 0 (the default) it is neither built nor computed."""

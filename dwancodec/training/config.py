@@ -135,6 +135,10 @@ class TrainConfig:
     # many stages (quantizer dropout draws the count per item), so its weight falls on the low
     # bitrates alone: every fine-tune of round 20 lost mel there first (0: every item).
     mel_guard_max_stages: int = 0
+    # When above 1, the "pesq" and "stoi" losses score only the batch items decoded from at
+    # least this many stages: the low bitrates, where every round-20 fine-tune lost mel and
+    # gained least PESQ-WB, are then trained by the other losses alone.
+    perceptual_min_stages: int = 1
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
     precision: str = "fp32"
@@ -193,6 +197,9 @@ class TrainConfig:
                 for b in self.mel_guard_bands_hz)):
             raise ValueError(f"mel_guard_bands_hz must be (low, high) pairs in Hz with 0 <= low "
                              f"< high <= {self.sample_rate / 2:g}, got {self.mel_guard_bands_hz}")
+        if self.perceptual_min_stages < 1:
+            raise ValueError(f"perceptual_min_stages must be >= 1 (1: every item), got "
+                             f"{self.perceptual_min_stages}")
         if self.mel_guard_max_stages < 0:
             raise ValueError(f"mel_guard_max_stages must be >= 0 (0: every item), got "
                              f"{self.mel_guard_max_stages}")

@@ -363,7 +363,8 @@ class Trainer:
                               n_active: Tensor | None = None) -> dict[str, Tensor]:
         """The weighted reconstruction losses (keys = weight names = log names). A loss with
         weight 0 is not computed: each costs STFTs and their backward pass on every step.
-        ``n_active`` (``[B]``, stages per item) lets ``mel_guard_max_stages`` pick items."""
+        ``n_active`` (``[B]``, stages per item) lets ``mel_guard_max_stages`` and
+        ``perceptual_min_stages`` pick items."""
         w = self.cfg.loss_weights
         on = {k for k, v in w.items() if v > 0}
         losses: dict[str, Tensor] = {}
@@ -388,10 +389,17 @@ class Trainer:
             losses |= self.phase_loss(fake, audio, spectra)
         if "frame_mod" in on:
             losses["frame_mod"] = self.frame_mod_loss(fake, audio)
-        if "pesq" in on:  # (built when its weight is above 0)
-            losses["pesq"] = self.pesq_loss(fake, audio)
-        if "stoi" in on:
-            losses["stoi"] = self.stoi_loss(fake, audio)
+        high = (n_active >= self.cfg.perceptual_min_stages
+                if self.cfg.perceptual_min_stages > 1 and n_active is not None else None)
+        for name, loss in (("pesq", self.pesq_loss), ("stoi", self.stoi_loss)):
+            if name not in on:  # (each is built when its weight is above 0)
+                continue
+            if high is None:
+                losses[name] = loss(fake, audio)
+            elif bool(high.any()):
+                losses[name] = loss(fake[high], audio[high])
+            else:
+                losses[name] = fake.sum() * 0
         return losses
 
     def disc_crop(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
