@@ -73,3 +73,12 @@ def degradations(x: np.ndarray, sr: int = 16000) -> dict[str, np.ndarray]:
         y[i * 256:i * 256 + 512] += f * win
     out["phase jitter"] = y[: x.size].astype(np.float32)
     return out
+
+
+@pytest.fixture(scope="session")
+def clean() -> np.ndarray:
+    """The test voice's first 4 s at 16 kHz, ``[T]`` float32 (the perceptual-loss tests)."""
+    from dwancodec.audio import load_audio
+
+    audio, _ = load_audio(DATA / "speech_en.flac", 16000)
+    return audio[: 4 * 16000].astype(np.float32)

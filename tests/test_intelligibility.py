@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from dwancodec.audio import load_audio
 from dwancodec.training.intelligibility import StoiLoss, frame_geometry, third_octave_matrix
 
-from .conftest import DATA, degradations
+from .conftest import degradations
 
 SR = 16000
 pystoi = pytest.importorskip("pystoi")
-
-
-@pytest.fixture(scope="module")
-def clean() -> np.ndarray:
-    audio, _ = load_audio(DATA / "speech_en.flac", SR)
-    return audio[: 4 * SR].astype(np.float32)
 
 
 def _ours(loss: StoiLoss, ref: np.ndarray, deg: np.ndarray) -> float:

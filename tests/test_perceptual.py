@@ -15,21 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from dwancodec.audio import load_audio
 from dwancodec.training import perceptual
 from dwancodec.training.config import TrainConfig
 from dwancodec.training.perceptual import PesqLoss
 
-from .conftest import DATA, degradations
+from .conftest import degradations
 
 SR = 16000
 pesq = pytest.importorskip("pesq")
-
-
-@pytest.fixture(scope="module")
-def clean() -> np.ndarray:
-    audio, _ = load_audio(DATA / "speech_en.flac", SR)
-    return audio[: 4 * SR].astype(np.float32)
 
 
 @pytest.fixture(scope="module")
