@@ -13,10 +13,10 @@ The steps, as ``pystoi.stoi`` computes them, with the differences below:
    16 kHz the same frames are 410 / 819 points (the bins are 16000 / 819 = 19.54 Hz apart
    against 10000 / 512 = 19.53 Hz), so no resampler is needed: the bands end at 4.3 kHz,
    under 10 kHz's Nyquist.
-2. Frames whose reference energy is more than 40 dB under the loudest are dropped, and so
-   are frames of digital silence (under -100 dB re full scale; pystoi keeps them, scores 0). pystoi
+2. Frames whose reference energy is more than 40 dB under the loudest are dropped. pystoi
    drops them from the waveform and frames it again; here the spectral frames are dropped
-   directly (the same frames to within the re-framing).
+   directly (the same frames to within the re-framing). Frames of digital silence (under
+   -100 dB re full scale) are dropped too: pystoi keeps them and scores a silent clip 0.
 3. Band envelopes ``sqrt(OBM @ |X|^2)`` for 15 bands at ``150 * 2^(k/3)`` Hz.
 4. Every window of 30 frames: the decode's envelope scaled to the reference's energy per band,
    clipped at ``(1 + 10^(15/20))`` times the reference's; then the correlation over time of
