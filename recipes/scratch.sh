@@ -57,7 +57,7 @@
 # 0.0309 A in raw-MOS points, about 2 for the shipped decodes; default 0). PESQ_A=W sets A's
 # weight inside it (default 0.0309; 0: the symmetric disturbance D alone). MELG_W=W adds the
 # mel guard (losses.BandMelLoss: log-mel L1 on the mel bands below 150 Hz and above 7 kHz alone,
-# the bands PESQ-WB does not or hardly hears, where the PESQ loss's mel cost sits; default 0);
+# the bands PESQ-WB does not or hardly hears, where round 19's restart lost mel; default 0);
 # MELG_BANDS='[[0, 8000]]' moves its bands (there: the whole mel distance, as ship_check scores it);
 # MELG_STAGES=N scores only the batch items decoded from at most N stages (the low bitrates).
 # PERC_MIN=N scores the pesq and stoi losses only on items decoded from at least N stages.

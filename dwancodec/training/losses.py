@@ -171,11 +171,12 @@ class BandMelLoss(nn.Module):
     """Log-mel L1 on the mel bands whose centre lies in one of ``bands_hz``: a guard for the
     bands another loss is blind to. ``[B, 1, T]`` output and target -> scalar.
 
-    Why: the PESQ loss (perceptual.PesqLoss) buys PESQ-WB and pays in mel distance, most of it
-    below 150 Hz (P.862.2's input filter removes that band, and STOI starts at 150 Hz) and
-    some above 7 kHz (training-log round 19: +17 % log-mel L1 at 0-150 Hz). The full mel loss
-    gives those bands 12 of 80 shares at one of six scales, too little to hold them against a
-    loss that moves the rest. This one scores them alone, on the mel distance's own geometry
+    Why: the PESQ loss (perceptual.PesqLoss) buys PESQ-WB and pays in mel distance. In a
+    6000-step restart most of that cost was below 150 Hz (P.862.2's input filter removes that
+    band, and STOI starts at 150 Hz) and some above 7 kHz (training-log round 19: +17 % log-mel
+    L1 at 0-150 Hz); short fine-tunes pay at 1.5-7 kHz instead, at the low stages (round 20),
+    which ``bands_hz=((0, 8000),)`` covers. The full mel loss gives the default bands 9 of 80
+    shares at one of six scales, too little to hold them against a loss that moves the rest. This one scores them alone, on the mel distance's own geometry
     (512-point Hann, hop 128, 80 HTK mels at 16 kHz; ``metrics.mel_distance``), so its weight
     says how hard they are held.
 
