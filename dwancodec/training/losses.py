@@ -176,9 +176,10 @@ class BandMelLoss(nn.Module):
     band, and STOI starts at 150 Hz) and some above 7 kHz (training-log round 19: +17 % log-mel
     L1 at 0-150 Hz); short fine-tunes pay at 1.5-7 kHz instead, at the low stages (round 20),
     which ``bands_hz=((0, 8000),)`` covers. The full mel loss gives the default bands 9 of 80
-    shares at one of six scales, too little to hold them against a loss that moves the rest. This one scores them alone, on the mel distance's own geometry
-    (512-point Hann, hop 128, 80 HTK mels at 16 kHz; ``metrics.mel_distance``), so its weight
-    says how hard they are held.
+    shares at one of six scales, too little to hold them against a loss that moves the rest.
+    This one scores them alone, on the mel distance's own geometry (512-point Hann, hop 128,
+    80 HTK mels at 16 kHz; ``metrics.mel_distance``), so its weight says how hard they are
+    held.
 
     Worked example at 16 kHz, 512 / 80 mels: bands ``((0, 150), (7000, 8000))`` keep 9 of the
     80 mel bands, the 6 centred below 150 Hz and the 3 centred from 7 kHz up (HTK mels are
