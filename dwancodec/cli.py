@@ -276,6 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # The reader of standard output went away (`dwancodec info x.dwc | head -3`): stop
+        # quietly, as shell tools do; 141 = 128 + SIGPIPE.
+        return 141
     except USER_ERRORS as e:
         if args.debug:
             raise
@@ -287,6 +293,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print(f"dwancodec {args.command}: internal error (please report it)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe or socket whose reader is gone (poll reports an error
+    or hang-up on it); if so, point it at ``/dev/null``, so that the interpreter's last flush
+    at exit does not fail a second time."""
+    import os
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (e.g. captured)
+        return False
+    if not any(e & (select.POLLERR | select.POLLHUP) for _, e in events):
+        return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ class Engine(Protocol):
     Geometry: ``sample_rate``, ``hop_length``, ``frames_per_step`` (``k``: frames per step
     call), ``any_frames`` (the steps also take any whole number of frames), ``num_codebooks``
     (``N``, stages the decoder accepts), ``encoder_n_q`` (stages the encoder makes, ``<= N``),
-    ``codebook_size``, ``latent_dim``, ``latency_ms``, ``identity`` (``name@hash``) and
-    ``name`` (``"torch"`` or ``"onnx"``).
+    ``codebook_size``, ``latent_dim``, ``latency_ms``, ``identity`` (``name@hash``),
+    ``codes_identity`` (what the codes mean, ``Codec.codes_identity()``; ``""`` for graphs
+    exported before it existed) and ``name`` (``"torch"`` or ``"onnx"``).
 
     State is whatever ``encoder_state`` / ``decoder_state`` return; a step may update it in
     place and returns the state to pass to the next step (the one passed in is then stale).
@@ -63,6 +64,7 @@ class Engine(Protocol):
     latent_dim: int
     latency_ms: float
     identity: str
+    codes_identity: str
 
     def encoder_state_spec(self) -> StateSpecs:
         """Key -> (shape without the batch, dtype name) of each encoder state entry."""

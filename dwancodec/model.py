@@ -63,6 +63,10 @@ class Codec(nn.Module):
         self.quantizer = ResidualQuantizer(config.quantizer, config.latent_dim)
         self.decoder = Decoder(config.decoder, config.latent_dim, config.hop_length,
                                config.sample_rate)
+        # Identities of earlier models whose streams this one decodes (same codes_identity()),
+        # for format-1 .dwc files, which name only the full identity. Kept in the safetensors
+        # metadata, not in the config: it describes history, not the model.
+        self.compatible_identities: tuple[str, ...] = ()
 
     # Geometry ---------------------------------------------------------------------------------
     @property
@@ -185,6 +189,17 @@ class Codec(nn.Module):
         """``name@sha256[:16]`` of the config JSON and the weights: names a bitstream's model."""
         return _identity(self.config, self.state_dict())
 
+    def codes_identity(self) -> str:
+        """16 hex digits naming what the codes mean: sha256 of the encoder and quantizer (their
+        config sections, the sample rate and latent size, their weights). Two models with the
+        same codes identity emit the same codes for the same audio and read codes as the same
+        latents, so a stream of one decodes with the other: a decoder-only fine-tune keeps it.
+
+        Example: the default ``dwancodec-16k@78628eb3...`` (decoder fine-tuned) has the codes
+        identity of its predecessor ``dwancodec-16k@2f8e8507...``; any encoder change moves it.
+        """
+        return _codes_identity(self.config, self.state_dict())
+
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (no pickle) into ``directory``.
 
@@ -200,8 +215,10 @@ class Codec(nn.Module):
         tensors = state if dtype is None else {
             k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         loaded = {k: v.to(state[k].dtype) for k, v in tensors.items()}  # what from_pretrained sees
-        identity = _identity(self.config, loaded)
-        save_file(tensors, str(d / WEIGHTS_FILE), metadata={"identity": identity})
+        meta = {"identity": _identity(self.config, loaded),
+                "codes": _codes_identity(self.config, loaded),
+                "compatible": json.dumps(list(self.compatible_identities))}
+        save_file(tensors, str(d / WEIGHTS_FILE), metadata=meta)
         return d
 
     @classmethod
@@ -237,6 +254,7 @@ class Codec(nn.Module):
         except (SafetensorError, OSError) as e:
             raise ValueError(f"{weights} is not a valid safetensors file: {e}") from None
         model.load_state_dict(tensors, strict=True)
+        model.compatible_identities = read_compatible(weights)
         return model.eval().to(device)
 
     @classmethod
@@ -397,9 +415,50 @@ def _compare_tensors(header: dict[str, tuple[str, tuple[int, ...]]],
                              f"in the file, the config gives a {kind} tensor")
 
 
-def _identity(config: CodecConfig, state: dict[str, Tensor]) -> str:
-    h = hashlib.sha256(config.identity_json().encode())
+def _hash_tensors(h: Any, state: dict[str, Tensor]) -> None:
     for k, v in sorted(state.items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
+
+
+def _identity(config: CodecConfig, state: dict[str, Tensor]) -> str:
+    h = hashlib.sha256(config.identity_json().encode())
+    _hash_tensors(h, state)
     return f"{config.name}@{h.hexdigest()[:16]}"
+
+
+# VQ-EMA training statistics: they move while the codebook they summarise does not.
+_CODE_STATS = (".cluster_size", ".embed_sum")
+
+
+def _codes_identity(config: CodecConfig, state: dict[str, Tensor]) -> str:
+    full = json.loads(config.identity_json())
+    space = {k: full[k] for k in ("sample_rate", "latent_dim", "encoder", "quantizer")}
+    h = hashlib.sha256(b"dwancodec codes\n" + json.dumps(space, sort_keys=True).encode())
+    _hash_tensors(h, {k: v for k, v in state.items()
+                      if k.startswith(("encoder.", "quantizer.")) and not k.endswith(_CODE_STATS)})
+    return h.hexdigest()[:16]
+
+
+MAX_COMPATIBLE = 64
+
+
+def read_compatible(weights: str | Path) -> tuple[str, ...]:
+    """The ``compatible`` list of a bundle's safetensors metadata: identities of earlier models
+    with the same codes (``()`` where there is none); ``ValueError`` if it is malformed."""
+    from safetensors import safe_open
+
+    meta = safe_open(str(weights), "np").metadata() or {}
+    raw = meta.get("compatible")
+    if raw is None:
+        return ()
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError:
+        items = None
+    if (not isinstance(items, list) or len(items) > MAX_COMPATIBLE
+            or not all(isinstance(i, str) and 1 <= len(i) <= 255 and i.isascii()
+                       and i.isprintable() for i in items)):
+        raise ValueError(f"{weights}: metadata 'compatible' must be a JSON list of at most "
+                         f"{MAX_COMPATIBLE} model identities, got {raw!r:.80}")
+    return tuple(items)

@@ -13,6 +13,11 @@ see ``dwancodec.export.store_exact_half``), plus their int8 variant where it mee
 contract on the validation speech (``--int8-data``; PESQ-WB within 0.05 of float32, see
 ``dwancodec.export.quantize``). Prints the sizes and how much the rounding moved the decoded
 audio on a test clip.
+
+Where the new model has the codes of a model it replaces (``--previous``, repeatable; by
+default the one installed at ``--out``: a decoder-only update), it lists that model and the
+ones it listed as ``compatible``, so ``.dwc`` files of format 1 that they wrote still decode
+(format-2 files carry the codes identity and need no list).
 """
 
 from __future__ import annotations
@@ -50,14 +55,26 @@ def main() -> int:
     p.add_argument("--out", default=str(default_model_dir()), help="(default: %(default)s)")
     p.add_argument("--int8-data", default=str(DEFAULT_VAL_DIR),
                    help="speech for the int8 contract (default: %(default)s)")
+    p.add_argument("--previous", action="append", default=None,
+                   help="a model this one replaces (repeatable; default: the one at --out)")
     args = p.parse_args()
 
     full = Codec.from_pretrained(args.bundle)
     out = Path(args.out)
+    previous = [Path(d) for d in args.previous or [out]]
+    prevs = [Codec.from_pretrained(d) for d in previous if (d / "model.safetensors").exists()]
     with tempfile.TemporaryDirectory() as tmp:  # build aside, then replace: never half a model
         stage = Path(tmp) / "default"
         full.save_pretrained(stage, dtype=torch.float16)
         half = Codec.from_pretrained(stage)
+        lineage = [i for prev in prevs if prev.codes_identity() == half.codes_identity()
+                   for i in (prev.identity(), *prev.compatible_identities)]
+        if lineage:
+            half.compatible_identities = tuple(
+                dict.fromkeys(i for i in lineage if i != half.identity()))
+            half.save_pretrained(stage, dtype=torch.float16)  # float16-exact: same identity
+        print(f"codes {half.codes_identity()}; decodes format-1 files of: "
+              f"{', '.join(half.compatible_identities) or '(no earlier model)'}")
         export_onnx(half, stage / "onnx", try_offline=False, int8=True,
                     int8_data=args.int8_data, log=print)
         shutil.rmtree(out, ignore_errors=True)

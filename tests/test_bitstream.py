@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import json
 import math
 import os
 import struct
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from dwancodec import bitstream as bs
 from dwancodec.bitstream import BitstreamError, Header
+from dwancodec.model import Codec
 
 from .conftest import make_codec
 
@@ -27,6 +30,9 @@ DEFAULT = Header(model="dwancodec-16k@0123456789abcdef", sample_rate=16000, hop_
                  n_q=8, num_codebooks=8, codebook_size=15360, levels=(8, 8, 8, 6, 5))
 LFQ = Header(model="lfq@1", sample_rate=24000, hop_length=480, n_q=2, num_codebooks=4,
              codebook_size=1 << 14, kind="lfq")
+# Format 2: the same with the codes identity (format-1 headers above have none).
+TINY2 = Header(**{**TINY.__dict__, "codes": "00ff0123456789ab"})
+LFQ2 = Header(**{**LFQ.__dict__, "codes": "fedcba9876543210"})
 
 
 def _codes(h: Header, frames: int, seed: int = 0) -> np.ndarray:
@@ -76,7 +82,8 @@ def test_mixed_radix_layout_is_as_documented() -> None:
 
 
 # Files -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("h", [TINY, DEFAULT, LFQ], ids=["tiny", "default", "lfq"])
+@pytest.mark.parametrize("h", [TINY, DEFAULT, LFQ, TINY2, LFQ2],
+                         ids=["tiny", "default", "lfq", "tiny-v2", "lfq-v2"])
 @pytest.mark.parametrize("frames", [0, 1, 7, 250])
 def test_file_round_trip(h: Header, frames: int, tmp_path: Path) -> None:
     codes = _codes(h, frames)
@@ -86,6 +93,7 @@ def test_file_round_trip(h: Header, frames: int, tmp_path: Path) -> None:
     np.testing.assert_array_equal(back, codes)
     assert header == Header(**{**h.__dict__, "num_frames": frames, "length": length})
     assert len(data) == header.file_size == header.header_size + header.payload_bytes + 4
+    assert data[4] == header.version == (2 if h.codes else 1)
     path = tmp_path / "x.dwc"
     bs.write_dwc(path, h, codes, length)
     assert path.read_bytes() == data
@@ -124,12 +132,81 @@ def test_header_for_codec_and_model_check() -> None:
     codec = make_codec("tiny")
     h = Header.for_codec(codec, 2, source_rate=48000)
     assert (h.model, h.n_q, h.codebook_size, h.levels) == (codec.identity(), 2, 60, (5, 4, 3))
-    h.check_model(codec)
+    assert (h.codes, h.version) == (codec.codes_identity(), 2)
+    assert h.check_model(codec) is True
     other = make_codec("tiny", seed=1)  # same config, other weights
-    with pytest.raises(BitstreamError, match=r"encoded with model .* loaded model is"):
+    with pytest.raises(BitstreamError, match=r"encoded with model .* \(codes .*loaded model is"):
         h.check_model(other)
     with pytest.raises(BitstreamError, match=r"sample_rate 24000 .*model: 16000"):
         Header(**{**h.__dict__, "sample_rate": 24000}).check_model(codec)
+
+
+def _nudged(codec: Codec, part: str, name: str | None = None) -> Codec:
+    """A copy of ``codec`` with one tensor of ``part`` moved (the first, or ``name``)."""
+    other = copy.deepcopy(codec)
+    with torch.no_grad():
+        state = other.state_dict()
+        key = name or next(k for k in state if k.startswith(part + ".")
+                           and state[k].is_floating_point())
+        state[key].add_(0.01)
+    return other
+
+
+@pytest.mark.parametrize("kind", ["fsq", "ema"])
+def test_codes_identity_names_encoder_and_quantizer_only(kind: str, speech: torch.Tensor
+                                                         ) -> None:
+    codec = make_codec("tiny", kind)
+    decoder_only = _nudged(codec, "decoder")
+    assert decoder_only.identity() != codec.identity()
+    assert decoder_only.codes_identity() == codec.codes_identity()
+    for part in ("encoder", "quantizer"):
+        assert _nudged(codec, part).codes_identity() != codec.codes_identity(), part
+    if kind == "ema":  # EMA statistics move in training while the codebook stays
+        for stat in ("cluster_size", "embed_sum"):
+            moved = _nudged(codec, "quantizer", f"quantizer.stages.0.quantizer.{stat}")
+            assert moved.codes_identity() == codec.codes_identity(), stat
+    renamed = Codec(codec.config.replace(name="renamed"))
+    renamed.load_state_dict(codec.state_dict())
+    assert renamed.codes_identity() == codec.codes_identity()  # codes do not depend on a name
+    # The property the identity stands for: same codes in, same latents out.
+    x = speech[..., :4000]
+    with torch.inference_mode():
+        codes = codec.encode(x)
+        assert torch.equal(decoder_only.encode(x), codes)
+        assert torch.equal(decoder_only.quantizer.decode(codes), codec.quantizer.decode(codes))
+
+
+def test_stream_decodes_with_a_model_of_the_same_codes() -> None:
+    codec = make_codec("tiny")
+    h = Header.for_codec(codec, 2)
+    newer = _nudged(codec, "decoder")
+    assert h.check_model(newer) is False  # format 2: the codes identity says it
+    with pytest.raises(BitstreamError, match=r"\(codes [0-9a-f]{16}; the model's codes are"):
+        h.check_model(_nudged(codec, "encoder"))
+    v1 = Header(**{**h.__dict__, "codes": ""})  # a format-1 stream names the model alone
+    assert v1.version == 1 and v1.check_model(codec) is True
+    with pytest.raises(BitstreamError, match="encoded with model"):
+        v1.check_model(newer)
+    newer.compatible_identities = (codec.identity(),)  # ... unless the newer model lists it
+    assert v1.check_model(newer) is False
+    assert bs.decodes(v1, "x@1", "", ("y@2",)) is None
+    assert bs.decodes(h, "x@1", h.codes) is False and bs.decodes(h, h.model, "") is True
+
+
+def test_compatible_identities_round_trip_and_bad_metadata(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    codec = make_codec("tiny")
+    codec.compatible_identities = ("dwancodec-tiny@0123456789abcdef", "old@1")
+    back = Codec.from_pretrained(codec.save_pretrained(tmp_path / "m"))
+    assert back.compatible_identities == codec.compatible_identities
+    assert back.identity() == codec.identity()  # history is not part of the model
+    for bad in ("nope", '["ok", 3]', json.dumps(["x"] * 65), '["bad\\u00e9"]'):
+        weights = tmp_path / "m" / "model.safetensors"
+        state = {k: v.numpy() for k, v in codec.state_dict().items()}
+        save_file(state, str(weights), metadata={"compatible": bad})
+        with pytest.raises(ValueError, match="metadata 'compatible' must be a JSON list"):
+            Codec.from_pretrained(tmp_path / "m")
 
 
 # Bad files: each gives a clear BitstreamError ----------------------------------------------------
@@ -163,7 +240,8 @@ BAD_FILES = {
     "truncated payload": (GOOD[:-10], "truncated"),
     "missing checksum": (GOOD[:-4], "truncated"),
     "trailing bytes": (GOOD + b"\0", "unexpected bytes"),
-    "version 2": (_with_header_field(GOOD, 4, "<B", 2), "unsupported .dwc format version 2"),
+    "version 3": (_with_header_field(GOOD, 4, "<B", 3), "unsupported .dwc format version 3"),
+    "version 1 says 2": (_with_header_field(GOOD, 4, "<B", 2), "header size field"),
     "version 0": (_with_header_field(GOOD, 4, "<B", 0), "unsupported .dwc format version 0"),
     "flags set": (_with_header_field(GOOD, 5, "<B", 1), "unsupported .dwc header flags"),
     "header crc": (GOOD[:50] + bytes([GOOD[50] ^ 1]) + GOOD[51:], "header: checksum"),
@@ -247,7 +325,8 @@ def test_writer_rejects_bad_codes() -> None:
 
 # Fuzzing ---------------------------------------------------------------------------------------
 SEEDS = [_file(TINY, 20, length=795), _file(DEFAULT, 6, 1, length=6 * 320),
-         _file(LFQ, 3, 2), _file(TINY, 0)]
+         _file(LFQ, 3, 2), _file(TINY, 0), _file(TINY2, 9, 3, length=9 * 40),
+         _file(LFQ2, 2, 4)]
 FIELDS = [(4, "<B"), (5, "<B"), (6, "<H"), (8, "<I"), (12, "<I"), (16, "<I"), (20, "<B"),
           (21, "<B"), (22, "<B"), (23, "<B"), (24, "<I"), (28, "<I"), (32, "<Q"), (40, "<B")]
 

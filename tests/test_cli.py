@@ -7,6 +7,7 @@ of them are repeated through the script to show the user sees no traceback.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -122,7 +123,8 @@ def test_roundtrip_prints_figures_and_matches_file_path(encoded: Path, bundle: P
 def test_info_on_a_file(encoded: Path) -> None:
     r = run("info", encoded)
     assert r.returncode == 0, r.stderr
-    assert "format version 1" in r.stdout and "dwancodec-tiny@" in r.stdout
+    assert "format version 2" in r.stdout and "dwancodec-tiny@" in r.stdout
+    assert re.search(r"codes: +[0-9a-f]{16}\n", r.stdout), r.stdout
     assert "1600 x 40 samples" in r.stdout and "checksum:    ok" in r.stdout
     r = run("info", encoded, "--json")
     d = json.loads(r.stdout)
@@ -150,6 +152,41 @@ def test_info_on_models_and_configs(bundle: Path, encoded: Path,
     by_flag = capsys.readouterr().out
     assert main(["info", str(bundle)]) == 0
     assert capsys.readouterr().out == by_flag
+
+
+def test_a_newer_decoder_of_the_same_codes_decodes_old_files(
+        encoded: Path, codec: Codec, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A decoder-only update keeps the codes identity: format-2 files decode with it (the
+    output is the new decoder's), format-1 files only where the bundle lists their model."""
+    newer = copy.deepcopy(codec)
+    with torch.no_grad():
+        newer.decoder.head.out.weight.mul_(2.0)
+    newer_dir = newer.save_pretrained(tmp_path / "newer")
+    dwc = bs.read_dwc(encoded)
+    codes = dwc.codes()
+    out = tmp_path / "new.wav"
+    assert main(["decode", str(encoded), str(out), "--model", str(newer_dir)]) == 0
+    assert f"written by {codec.identity()}, decoded by {newer.identity()}, same codes" in \
+        capsys.readouterr().out
+    with torch.inference_mode():
+        want = newer.decode(torch.from_numpy(codes)[None])[0, 0, :64000].clamp(-1, 1).numpy()
+        old = codec.decode(torch.from_numpy(codes)[None])[0, 0, :64000].clamp(-1, 1).numpy()
+    y, _ = sf.read(out, dtype="float32")
+    np.testing.assert_allclose(y, want, atol=1.5 / 32768)
+    assert np.abs(y - old).max() > 1e-3  # the new decoder ran, not the old one
+    assert main(["info", str(encoded), "--model", str(newer_dir)]) == 0
+    assert "another model with the same codes" in capsys.readouterr().out
+    # Format 1 names the model alone: refused, until the newer bundle lists the old model.
+    v1 = tmp_path / "v1.dwc"
+    v1.write_bytes(bs.to_bytes(bs.Header(**{**dwc.header.__dict__, "codes": ""}), codes,
+                               dwc.header.length))
+    assert main(["decode", str(v1), str(tmp_path / "v1.wav"), "--model", str(newer_dir)]) == 2
+    assert "encoded with model" in capsys.readouterr().err
+    assert not (tmp_path / "v1.wav").exists()
+    newer.compatible_identities = (codec.identity(),)
+    listed = newer.save_pretrained(tmp_path / "listed")
+    assert main(["decode", str(v1), str(tmp_path / "v1.wav"), "--model", str(listed)]) == 0
+    np.testing.assert_array_equal(sf.read(tmp_path / "v1.wav", dtype="float32")[0], y)
 
 
 def test_stereo_44k_int_input_is_downmixed_with_notice(bundle: Path, codec: Codec,

@@ -209,6 +209,18 @@ def test_pipes_both_ways_through_the_script(bundle: Path, encoded: Path,
     assert b"truncated .dwc file stdin" in bad.stderr and b"Traceback" not in bad.stderr
 
 
+def test_a_reader_that_leaves_stops_the_output_quietly(encoded: Path) -> None:
+    """`dwancodec info x.dwc | head -1`: when standard output's reader is gone, the command
+    stops with 141 (128 + SIGPIPE), as shell tools do: no traceback, no "internal error"."""
+    proc = subprocess.Popen([str(SCRIPT), "info", str(encoded)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the first line (the import takes seconds)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err
+    assert err == ""
+
+
 def test_progress_bar_stops_where_the_error_is(bundle: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "nan_at_35s.wav"

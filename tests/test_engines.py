@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from dwancodec import lengths
 from dwancodec.api import default_model_dir
 from dwancodec.bundled import shipped_onnx_dir
+from dwancodec.commands.common import engine_header
 from dwancodec.engine import (
     Engine,
     StreamingDecoder,
@@ -64,6 +65,10 @@ def engines() -> dict[str, Engine]:
 def test_engine_protocol_and_steps(name: str) -> None:
     e = engines()[name]
     assert isinstance(e, Engine) and e.name == name
+    # Both engines write the same .dwc header: format 2, naming the model and its codes.
+    h = engine_header(e, 2)
+    assert (h.model, h.codes, h.version) == (tiny_codec().identity(),
+                                             tiny_codec().codes_identity(), 2)
     hop, b = e.hop_length, 3
     x = (0.3 * np.random.default_rng(0).standard_normal((b, 4 * hop))).astype(np.float32)
     state = e.encoder_state(b)

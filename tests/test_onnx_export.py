@@ -190,6 +190,7 @@ def test_graph_contract_and_checker() -> None:
     assert meta["sample_rate"] == 16000 and meta["hop_length"] == codec.hop_length
     assert meta["latency_samples"] == codec.latency_samples
     assert meta["model"]["identity"] == codec.identity()
+    assert meta["model"]["codes"] == codec.codes_identity()
     assert meta["quantizer"]["levels"] == list(codec.config.quantizer.levels)
     assert meta["num_codebooks"] == 3 and meta["codebook_size"] == 60
     assert [e["key"] for e in meta["encoder_state"]] == list(codec.encoder_state_spec())

@@ -227,6 +227,14 @@ def test_threads_and_sidecar_errors(tmp_path: Path) -> None:
     (broken / SIDECAR).write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(ValueError, match="format version"):
         OnnxCodec(broken)
+    for codes in ("XYZ", 7, "0123456789ABCDEF"):
+        (broken / SIDECAR).write_text(json.dumps({**meta, "model": {**meta["model"],
+                                                                    "codes": codes}}))
+        with pytest.raises(ValueError, match=r"model\.codes must be 16 lower-case hex"):
+            OnnxCodec(broken)
+    old = {**meta, "model": {k: v for k, v in meta["model"].items() if k != "codes"}}
+    (broken / SIDECAR).write_text(json.dumps(old))  # exported before codes identities
+    assert OnnxCodec(broken).codes_identity == ""
     (broken / SIDECAR).write_text(json.dumps(meta))
     (broken / "decoder_step.onnx").unlink()
     with pytest.raises(FileNotFoundError, match="decoder_step"):

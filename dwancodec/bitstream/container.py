@@ -15,7 +15,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,7 +32,9 @@ from .bits import (
 )
 
 MAGIC = b"\x89DWC"
-VERSION = 1
+VERSION = 2           # written when the codes identity is known (format 1 otherwise)
+VERSIONS = (1, 2)     # read; 2 adds the codes identity after the model identity
+CODES_BYTES = 8       # the codes identity: 16 hex digits stored as 8 bytes
 QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
 
 # Fixed part of the header: magic, version, flags, header_size, sample_rate, source_rate, hop,
@@ -41,7 +43,7 @@ _FIXED = struct.Struct("<4sBBHIIIBBBBIIQB")
 _CRC = struct.Struct("<I")
 MAX_IDENTITY = 255
 MAX_LEVELS = 32
-MAX_HEADER = _FIXED.size + MAX_IDENTITY + 2 * MAX_LEVELS + _CRC.size
+MAX_HEADER = _FIXED.size + MAX_IDENTITY + CODES_BYTES + 2 * MAX_LEVELS + _CRC.size
 MIN_HEADER = _FIXED.size + 1 + _CRC.size
 MAX_SAMPLE_RATE = 1_000_000
 MAX_HOP = 1 << 20
@@ -49,11 +51,15 @@ CHECK_BLOCK_FRAMES = 4096  # frames unpacked at a time when a whole file is veri
 
 
 def _check_version(version: int) -> None:
-    if version != VERSION:
+    if version not in VERSIONS:
         raise BitstreamError(
-            f"unsupported .dwc format version {version} (this dwancodec reads version "
-            f"{VERSION}); a newer dwancodec may read it"
+            f"unsupported .dwc format version {version} (this dwancodec reads versions "
+            f"{', '.join(map(str, VERSIONS))}); a newer dwancodec may read it"
         )
+
+
+def _codes_size(version: int) -> int:
+    return CODES_BYTES if version >= 2 else 0
 
 
 
@@ -63,6 +69,8 @@ class Header:
     """What a decoder needs besides the codes. ``length`` is in samples at ``sample_rate``.
 
     ``model`` is the encoding model's ``Codec.identity()`` (``name@hash`` of config + weights);
+    ``codes`` its ``Codec.codes_identity()`` (16 hex digits naming what the codes mean), or
+    ``""`` where unknown: the header is then written in format 1, which has no such field;
     ``source_rate`` is the rate of the file that was encoded (informational, 0 if unknown);
     ``levels`` are the FSQ levels (empty for other quantizer kinds).
     """
@@ -78,7 +86,12 @@ class Header:
     num_frames: int = 0
     length: int = 0
     source_rate: int = 0
-    version: int = field(default=VERSION, compare=False)
+    codes: str = ""
+
+    @property
+    def version(self) -> int:
+        """Format version of this header: 2 with a codes identity, 1 without."""
+        return VERSION if self.codes else 1
 
     @classmethod
     def for_codec(cls, codec: Any, n_q: int | None = None, source_rate: int = 0) -> Header:
@@ -90,7 +103,7 @@ class Header:
             n_q=int(codec.num_codebooks if n_q is None else n_q),
             num_codebooks=int(codec.num_codebooks), codebook_size=int(codec.codebook_size),
             kind=q.kind, levels=tuple(int(v) for v in q.levels) if q.kind == "fsq" else (),
-            source_rate=int(source_rate),
+            source_rate=int(source_rate), codes=codec.codes_identity(),
         )
 
     # Derived quantities
@@ -123,7 +136,8 @@ class Header:
 
     @property
     def header_size(self) -> int:
-        return _FIXED.size + len(self.model.encode()) + 2 * len(self.levels) + _CRC.size
+        return (_FIXED.size + len(self.model.encode()) + _codes_size(self.version)
+                + 2 * len(self.levels) + _CRC.size)
 
     @property
     def file_size(self) -> int:
@@ -142,6 +156,9 @@ class Header:
             raise bad("model identity is not ASCII") from None
         if not 1 <= len(ident) <= MAX_IDENTITY or not self.model.isprintable():
             raise bad(f"model identity must be 1-{MAX_IDENTITY} printable characters")
+        if self.codes and not _is_codes(self.codes):
+            raise bad(f"codes identity {self.codes!r:.40} is not {2 * CODES_BYTES} lower-case "
+                      "hex digits")
         if not 1 <= self.sample_rate <= MAX_SAMPLE_RATE:
             raise bad(f"sample rate {self.sample_rate} Hz is out of range")
         if not 0 <= self.source_rate <= 10 * MAX_SAMPLE_RATE:
@@ -180,7 +197,8 @@ class Header:
             MAGIC, self.version, 0, self.header_size, self.sample_rate, self.source_rate,
             self.hop_length, QUANTIZER_KINDS.index(self.kind), self.num_codebooks, self.n_q,
             len(self.levels), self.codebook_size, self.num_frames, self.length, len(ident),
-        ) + ident + struct.pack(f"<{len(self.levels)}H", *self.levels)
+        ) + ident + bytes.fromhex(self.codes) + struct.pack(f"<{len(self.levels)}H",
+                                                             *self.levels)
         return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
@@ -199,7 +217,8 @@ class Header:
         (_, version, flags, size, rate, src_rate, hop, kind, n_cb, n_q, n_levels, k, frames,
          length, n_ident) = _FIXED.unpack_from(data)
         _check_version(version)
-        expected = _FIXED.size + n_ident + 2 * n_levels + _CRC.size
+        n_codes = _codes_size(version)
+        expected = _FIXED.size + n_ident + n_codes + 2 * n_levels + _CRC.size
         if size != expected or not MIN_HEADER <= size <= MAX_HEADER:
             raise BitstreamError(f"corrupt .dwc header: header size field {size} does not match "
                                  f"its contents ({expected} bytes)")
@@ -216,31 +235,39 @@ class Header:
             ident = bytes(data[_FIXED.size: _FIXED.size + n_ident]).decode("ascii")
         except UnicodeDecodeError:
             raise BitstreamError("corrupt .dwc header: model identity is not ASCII") from None
-        levels = struct.unpack_from(f"<{n_levels}H", data, _FIXED.size + n_ident)
+        at = _FIXED.size + n_ident
+        codes = bytes(data[at: at + n_codes]).hex()
+        levels = struct.unpack_from(f"<{n_levels}H", data, at + n_codes)
         header = cls(model=ident, sample_rate=rate, hop_length=hop, n_q=n_q,
                      num_codebooks=n_cb, codebook_size=k, kind=QUANTIZER_KINDS[kind],
                      levels=tuple(levels), num_frames=frames, length=length,
-                     source_rate=src_rate)
+                     source_rate=src_rate, codes=codes)
         header.validate()
         return header
 
-    def check_model(self, codec: Any) -> None:
-        """Raise :class:`BitstreamError` unless ``codec`` is the model that wrote this stream."""
+    def check_model(self, codec: Any) -> bool:
+        """Raise :class:`BitstreamError` unless ``codec`` (a :class:`~dwancodec.model.Codec`)
+        decodes this stream; return ``True`` if it is the model that wrote it, ``False`` if it
+        is another model with the same codes (a newer decoder; see :func:`decodes`)."""
         mine = Header.for_codec(codec, min(self.n_q, codec.num_codebooks))
         diffs = [f"{name} {getattr(self, name)} (model: {getattr(mine, name)})"
                  for name in ("sample_rate", "hop_length", "num_codebooks", "codebook_size",
                               "kind", "levels")
                  if getattr(self, name) != getattr(mine, name)]
-        if diffs or self.model != mine.model:
+        same = decodes(self, mine.model, mine.codes, codec.compatible_identities)
+        if diffs or same is None:
             detail = f"; differences: {', '.join(diffs)}" if diffs else ""
+            codes = (f" (codes {self.codes}; the model's codes are {mine.codes})"
+                     if self.codes else "")
             raise BitstreamError(
-                f"the stream was encoded with model {self.model}, but the loaded model is "
-                f"{mine.model}{detail}; decode with the same model bundle (--model)"
+                f"the stream was encoded with model {self.model}{codes}, but the loaded model "
+                f"is {mine.model}{detail}; decode with the same model bundle (--model)"
             )
+        return same
 
     def describe(self) -> dict[str, Any]:
         return {
-            "format_version": self.version, "model": self.model,
+            "format_version": self.version, "model": self.model, "codes": self.codes or None,
             "sample_rate": self.sample_rate, "source_rate": self.source_rate,
             "hop_length": self.hop_length, "frame_rate": self.frame_rate,
             "quantizer": self.kind, "levels": list(self.levels),
@@ -251,6 +278,28 @@ class Header:
             "packed_bitrate_bps": self.packed_bitrate, "header_bytes": self.header_size,
             "payload_bytes": self.payload_bytes, "file_bytes": self.file_size,
         }
+
+
+def _is_codes(text: str) -> bool:
+    return len(text) == 2 * CODES_BYTES and all(c in "0123456789abcdef" for c in text)
+
+
+def decodes(header: Header, identity: str, codes: str,
+            compatible: tuple[str, ...] = ()) -> bool | None:
+    """Whether a model decodes the stream ``header`` describes (geometry aside): ``True`` if it
+    wrote it (same ``identity``), ``False`` if it reads the same codes, ``None`` if it does not.
+
+    Same codes: a format-2 stream whose codes identity equals the model's ``codes``, or a
+    format-1 stream (no codes identity) written by one of the earlier models the bundle lists
+    as ``compatible`` (``Codec.compatible_identities``). Example: the default
+    ``dwancodec-16k@78628eb3...`` decodes format-1 files of ``dwancodec-16k@2f8e8507...``,
+    whose encoder it shares.
+    """
+    if header.model == identity:
+        return True
+    if header.codes:
+        return False if codes and header.codes == codes else None
+    return False if header.model in compatible else None
 
 
 # Files ----------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def engine_header(engine: Engine, n_q: int | None = None, source_rate: int = 0) 
         n_q=int(engine.num_codebooks if n_q is None else n_q),
         num_codebooks=int(engine.num_codebooks), codebook_size=int(engine.codebook_size),
         kind=kind, levels=tuple(int(v) for v in q.get("levels") or ()) if kind == "fsq" else (),
-        source_rate=int(source_rate),
+        source_rate=int(source_rate), codes=engine.codes_identity,
     )
 
 

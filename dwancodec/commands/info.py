@@ -27,6 +27,8 @@ def _print_model(d: dict[str, Any]) -> None:
     rates = ", ".join(f"{r:g}" for r in d["bitrates_kbps"])
     for k, v in [
         ("name", d["name"]), ("identity", d.get("identity", "(a config only: no weights)")),
+        *([("codes", f"{d['codes']} (what the codes mean: encoder and quantizer)")]
+          if "codes" in d else []),
         ("sample rate", f"{d['sample_rate']} Hz"),
         ("hop", f"{d['hop_length']} samples ({d['frame_rate']:g} frames/s)"),
         ("latency", f"{d['latency_ms']:.1f} ms algorithmic ({d['latency_samples']} samples)"),
@@ -75,12 +77,14 @@ def run_info(args: argparse.Namespace) -> int:
         codec = load_model(args.model)
         d = codec.describe()
         d["identity"] = codec.identity()
+        d["codes"] = codec.codes_identity()
         out["model"] = d
     if args.config is not None:
         out["config"] = _config_summary(args.config)
     if codec is not None and args.file is not None:
-        dwc.header.check_model(codec)
-        out["file"]["model_matches"] = True
+        exact = dwc.header.check_model(codec)
+        out["file"]["model_matches"] = exact      # the model that wrote it
+        out["file"]["model_decodes"] = True       # or another with the same codes
     if args.json:
         print(json.dumps(out if len(out) > 1 else next(iter(out.values())), indent=2))
         return 0
@@ -88,7 +92,10 @@ def run_info(args: argparse.Namespace) -> int:
         d = out["file"]
         print(f"{args.file}: dwancodec bitstream, format version {d['format_version']}")
         for k, v in [
-            ("model", d["model"] + ("  (matches --model)" if d.get("model_matches") else "")),
+            ("model", d["model"] + ("  (matches --model)" if d.get("model_matches") else
+                                    "  (--model is another model with the same codes: it "
+                                    "decodes this file)" if d.get("model_decodes") else "")),
+            ("codes", d["codes"] or "(format 1: not recorded)"),
             ("sample rate", f"{d['sample_rate']} Hz (source {d['source_rate']} Hz)"),
             ("frames", f"{d['num_frames']} x {d['hop_length']} samples "
                        f"({d['frame_rate']:g} frames/s)"),

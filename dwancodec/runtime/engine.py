@@ -54,6 +54,7 @@ class OrtEngine:
         self.latent_dim = codec.latent_dim
         self.latency_ms = codec.latency_ms
         self.identity = codec.identity
+        self.codes_identity = codec.codes_identity
         q = codec.meta.get("quantizer")
         self.quantizer: dict[str, Any] = q if isinstance(q, dict) else {}
 

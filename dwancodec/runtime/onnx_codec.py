@@ -102,6 +102,10 @@ def _check_sidecar(meta: dict[str, Any], path: Path) -> None:
         raise bad(f"model must be an object, got {type(model).__name__}")
     text(model, "name", "model.")
     text(model, "identity", "model.")
+    codes = model.get("codes", "")  # absent in graphs exported before codes identities
+    if not isinstance(codes, str) or (codes and (
+            len(codes) != 16 or any(c not in "0123456789abcdef" for c in codes))):
+        raise bad(f"model.codes must be 16 lower-case hex digits, got {codes!r:.80}")
     check = integer
     check(meta, "sample_rate", 1, MAX_SAMPLE_RATE)
     hop = check(meta, "hop_length", 1, 1 << 20)
@@ -397,6 +401,11 @@ class OnnxCodec:
         return str(self.meta["model"]["identity"])
 
     @property
+    def codes_identity(self) -> str:
+        """What the codes mean (``Codec.codes_identity()``); ``""`` in older exports."""
+        return str(self.meta["model"].get("codes", ""))
+
+    @property
     def sample_rate(self) -> int:
         return int(self.meta["sample_rate"])
 
@@ -606,7 +615,8 @@ class OnnxCodec:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name, "identity": self.identity, "sample_rate": self.sample_rate,
+            "name": self.name, "identity": self.identity, "codes": self.codes_identity,
+            "sample_rate": self.sample_rate,
             "hop_length": self.hop_length, "frame_rate": self.frame_rate,
             "latency_ms": self.latency_ms, "frames_per_step": self.frames_per_step,
             "num_codebooks": self.num_codebooks, "encoder_n_q": self.encoder_n_q,

@@ -50,6 +50,7 @@ class TorchEngine:
         self.latent_dim = int(codec.config.latent_dim)
         self.latency_ms = float(codec.latency_ms)
         self.identity = codec.identity()
+        self.codes_identity = codec.codes_identity()
         q = codec.config.quantizer
         self.quantizer: dict[str, Any] = {"kind": q.kind, "levels": list(q.levels)}
 
