@@ -195,8 +195,9 @@ class Codec(nn.Module):
         same codes identity emit the same codes for the same audio and read codes as the same
         latents, so a stream of one decodes with the other: a decoder-only fine-tune keeps it.
 
-        Example: the default ``dwancodec-16k@78628eb3...`` (decoder fine-tuned) has the codes
-        identity of its predecessor ``dwancodec-16k@2f8e8507...``; any encoder change moves it.
+        Example: the default ``dwancodec-16k@5543c1de...`` (decoder fine-tuned twice) has the
+        codes identity ``d6b1ebbb68bfb3d1`` of ``dwancodec-16k@2f8e8507...``, whose encoder and
+        quantizer it kept; any change to those moves it.
         """
         return _codes_identity(self.config, self.state_dict())
 

@@ -292,8 +292,8 @@ def decodes(header: Header, identity: str, codes: str,
     Same codes: a format-2 stream whose codes identity equals the model's ``codes``, or a
     format-1 stream (no codes identity) written by one of the earlier models the bundle lists
     as ``compatible`` (``Codec.compatible_identities``). Example: the default
-    ``dwancodec-16k@78628eb3...`` decodes format-1 files of ``dwancodec-16k@2f8e8507...``,
-    whose encoder it shares.
+    ``dwancodec-16k@5543c1de...`` lists ``dwancodec-16k@78628eb3...`` and
+    ``dwancodec-16k@2f8e8507...``, whose encoder it shares, so it decodes their format-1 files.
     """
     if header.model == identity:
         return True
