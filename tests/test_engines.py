@@ -274,3 +274,14 @@ def test_int8_flag_runs_the_shipped_int8_graphs(tmp_path: Path) -> None:
                         "torch"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "--int8" in r.stderr and not (tmp_path / "t.wav").exists()
+
+
+@needs_shipped
+def test_shipped_graphs_and_weights_name_the_same_codes() -> None:
+    """The shipped sidecar's codes identity is the weights' own, so an ONNX Runtime encode and
+    a torch decode of the default model agree on which files they read."""
+    codec = Codec.from_pretrained(default_model_dir())
+    meta = json.loads((shipped_onnx_dir() / "dwancodec_onnx.json").read_text())
+    assert meta["model"]["codes"] == codec.codes_identity()
+    assert OrtEngine(OnnxCodec(shipped_onnx_dir())).codes_identity == codec.codes_identity()
+    assert codec.identity() not in codec.compatible_identities
