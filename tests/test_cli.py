@@ -187,6 +187,10 @@ def test_a_newer_decoder_of_the_same_codes_decodes_old_files(
     listed = newer.save_pretrained(tmp_path / "listed")
     assert main(["decode", str(v1), str(tmp_path / "v1.wav"), "--model", str(listed)]) == 0
     np.testing.assert_array_equal(sf.read(tmp_path / "v1.wav", dtype="float32")[0], y)
+    capsys.readouterr()
+    assert main(["info", "--model", str(listed), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["codes"], d["compatible"]) == (codec.codes_identity(), [codec.identity()])
 
 
 def test_stereo_44k_int_input_is_downmixed_with_notice(bundle: Path, codec: Codec,

@@ -29,6 +29,8 @@ def _print_model(d: dict[str, Any]) -> None:
         ("name", d["name"]), ("identity", d.get("identity", "(a config only: no weights)")),
         *([("codes", f"{d['codes']} (what the codes mean: encoder and quantizer)")]
           if "codes" in d else []),
+        *([("decodes", "format-1 .dwc files of " + ", ".join(d["compatible"]))]
+          if d.get("compatible") else []),
         ("sample rate", f"{d['sample_rate']} Hz"),
         ("hop", f"{d['hop_length']} samples ({d['frame_rate']:g} frames/s)"),
         ("latency", f"{d['latency_ms']:.1f} ms algorithmic ({d['latency_samples']} samples)"),
@@ -78,6 +80,7 @@ def run_info(args: argparse.Namespace) -> int:
         d = codec.describe()
         d["identity"] = codec.identity()
         d["codes"] = codec.codes_identity()
+        d["compatible"] = list(codec.compatible_identities)
         out["model"] = d
     if args.config is not None:
         out["config"] = _config_summary(args.config)
