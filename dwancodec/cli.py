@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         if not _stdout_closed():
-            raise
+            return _internal_error(args)
         # The reader of standard output went away (`dwancodec info x.dwc | head -3`): stop
         # quietly, as shell tools do; 141 = 128 + SIGPIPE.
         return 141
@@ -287,12 +287,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"dwancodec {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USER
+    except ImportError as e:
+        hint = MISSING_MODULES.get((e.name or "").partition(".")[0])
+        if hint is None or args.debug:
+            return _internal_error(args)
+        print(f"dwancodec {args.command}: error: {hint}", file=sys.stderr)
+        return EXIT_USER
     except Exception:
-        import traceback
+        return _internal_error(args)
 
-        traceback.print_exc()
-        print(f"dwancodec {args.command}: internal error (please report it)", file=sys.stderr)
-        return EXIT_INTERNAL
+
+# Optional at install time (README: a machine without torch); a command that needs one of them
+# says so in one line instead of an internal error.
+MISSING_MODULES = {
+    "torch": "this command needs torch, which is not installed (pip install torch); without "
+             "it, `roundtrip`, `live`, `demo` and `info` run on the model's ONNX graphs",
+}
+
+
+def _internal_error(args: argparse.Namespace) -> int:
+    import traceback
+
+    traceback.print_exc()
+    print(f"dwancodec {args.command}: internal error (please report it)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def _stdout_closed() -> bool:

@@ -285,3 +285,25 @@ def test_shipped_graphs_and_weights_name_the_same_codes() -> None:
     assert meta["model"]["codes"] == codec.codes_identity()
     assert OrtEngine(OnnxCodec(shipped_onnx_dir())).codes_identity == codec.codes_identity()
     assert codec.identity() not in codec.compatible_identities
+
+
+@needs_shipped
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_file_commands_without_torch_say_what_is_missing(command: str, tmp_path: Path) -> None:
+    """On a torch-free install (README), ``encode`` and ``decode`` (torch engines today) stop
+    with one line naming torch and what runs without it, not an internal error."""
+    src = DATA / "speech_en.flac" if command == "encode" else tmp_path / "x.dwc"
+    if command == "decode":
+        r = subprocess.run([sys.executable, "-m", "dwancodec.cli", "encode",
+                            DATA / "speech_en.flac", src, "-q"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    out = tmp_path / ("y.dwc" if command == "encode" else "y.wav")
+    r = cli_without_torch(command, src, out)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"dwancodec {command}: error: this command needs torch, which is not installed (pip "
+        "install torch); without it, `roundtrip`, `live`, `demo` and `info` run on the model's "
+        "ONNX graphs"]
+    assert not out.exists()
+

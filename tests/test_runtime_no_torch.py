@@ -30,7 +30,9 @@ BLOCK_TORCH_PRELUDE = textwrap.dedent("""
     class BlockTorch(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"torch is blocked in this test ({name})")
+                # What Python raises when torch is not installed at all.
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked in this test)",
+                                          name=name)
             return None
 
     sys.meta_path.insert(0, BlockTorch())
