@@ -249,13 +249,14 @@ class Codec(nn.Module):
         header = read_safetensors_header(weights)
         expected = expected_tensors(config)
         _compare_tensors(header, expected, weights, config_path)
+        compatible = read_compatible(weights)
         model = cls(config)
         try:
             tensors = load_file(str(weights), device="cpu")
         except (SafetensorError, OSError) as e:
             raise ValueError(f"{weights} is not a valid safetensors file: {e}") from None
         model.load_state_dict(tensors, strict=True)
-        model.compatible_identities = read_compatible(weights)
+        model.compatible_identities = compatible
         return model.eval().to(device)
 
     @classmethod
@@ -447,9 +448,12 @@ MAX_COMPATIBLE = 64
 def read_compatible(weights: str | Path) -> tuple[str, ...]:
     """The ``compatible`` list of a bundle's safetensors metadata: identities of earlier models
     with the same codes (``()`` where there is none); ``ValueError`` if it is malformed."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    meta = safe_open(str(weights), "np").metadata() or {}
+    try:
+        meta = safe_open(str(weights), "np").metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{weights} is not a valid safetensors file: {e}") from None
     raw = meta.get("compatible")
     if raw is None:
         return ()

@@ -156,7 +156,7 @@ class Header:
             raise bad("model identity is not ASCII") from None
         if not 1 <= len(ident) <= MAX_IDENTITY or not self.model.isprintable():
             raise bad(f"model identity must be 1-{MAX_IDENTITY} printable characters")
-        if self.codes and not _is_codes(self.codes):
+        if self.codes and not is_codes_identity(self.codes):
             raise bad(f"codes identity {self.codes!r:.40} is not {2 * CODES_BYTES} lower-case "
                       "hex digits")
         if not 1 <= self.sample_rate <= MAX_SAMPLE_RATE:
@@ -280,7 +280,9 @@ class Header:
         }
 
 
-def _is_codes(text: str) -> bool:
+def is_codes_identity(text: str) -> bool:
+    """Whether ``text`` is a codes identity as ``Codec.codes_identity()`` writes it: 16
+    lower-case hex digits (the header stores them as 8 bytes)."""
     return len(text) == 2 * CODES_BYTES and all(c in "0123456789abcdef" for c in text)
 
 

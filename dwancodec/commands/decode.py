@@ -21,11 +21,11 @@ def run_decode(args: argparse.Namespace) -> int:
     if not args.quiet:
         rate = getattr(args, "sample_rate", None) or h.sample_rate
         name = "stdout" if args.output == STDIO else args.output
-        other = h.model != codec.identity()  # decode_file accepted it: the same codes
+        mine = codec.identity()  # another than the writer: decode_file found the same codes
         print(f"{name}: {h.duration:.2f} s at {rate} Hz from {h.num_frames} frames "
               f"(n_q {h.n_q}, {h.bitrate / 1000:.2f} kbps"
-              + (f"; written by {h.model}, decoded by {codec.identity()}, same codes"
-                 if other else "") + f"); {dt:.2f} s "
+              + (f"; written by {h.model}, decoded by {mine}, same codes"
+                 if h.model != mine else "") + f"); {dt:.2f} s "
               f"({dt / max(h.duration, 1e-9):.3f} x real time)",
               file=sys.stderr if args.output == STDIO else sys.stdout)
     return 0

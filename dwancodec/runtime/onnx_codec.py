@@ -24,6 +24,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "dwancodec.runtime needs onnxruntime: pip install onnxruntime numpy soundfile soxr"
     ) from e
 
+from ..bitstream.container import is_codes_identity
 from ..bundled import shipped_onnx_dir
 from ..checks import (
     DTYPES,
@@ -103,8 +104,7 @@ def _check_sidecar(meta: dict[str, Any], path: Path) -> None:
     text(model, "name", "model.")
     text(model, "identity", "model.")
     codes = model.get("codes", "")  # absent in graphs exported before codes identities
-    if not isinstance(codes, str) or (codes and (
-            len(codes) != 16 or any(c not in "0123456789abcdef" for c in codes))):
+    if not isinstance(codes, str) or (codes and not is_codes_identity(codes)):
         raise bad(f"model.codes must be 16 lower-case hex digits, got {codes!r:.80}")
     check = integer
     check(meta, "sample_rate", 1, MAX_SAMPLE_RATE)
