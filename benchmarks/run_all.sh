@@ -18,6 +18,8 @@
 #   THREADS=1,2            speed: torch / ONNX Runtime thread counts
 #   SKIP="quality latency" parts not to rerun (speed, quality, latency); their blocks in the doc
 #                          are refreshed from the outputs already in OUT, if any
+#                          (the machine block stays as it is when speed is skipped: it
+#                          describes the machine the speed table was timed on)
 #   PEERS_SETUP=0          do not create .venv-peers when missing (peers are then left out)
 #
 # Run from the project venv (`. .venv/bin/activate`); everything runs under `nice -n 10`.
@@ -108,7 +110,7 @@ done
 if [ -n "$HELDOUT" ] && [ -f "$OUT/quality-heldout/quality.png" ]; then
     cp "$OUT/quality-heldout/quality.png" docs/figures/quality-heldout.png
 fi
-"$PY" - "$OUT" "${NODOC:-}" <<'EOF'
+"$PY" - "$OUT" "${NODOC:-} $SKIP" <<'EOF'
 import re
 import sys
 from pathlib import Path
@@ -122,6 +124,8 @@ blocks = {"machine": out / "machine.txt", "speed": out / "speed" / "speed.md",
 for name, path in blocks.items():
     if name.split("-")[0] in skip or not path.exists():
         continue
+    if name == "machine" and "speed" in skip:
+        continue  # the machine block describes the machine the speed table was timed on
     body = path.read_text().strip()
     # quality.md links its figure beside it; in docs/ the figure is figures/<block>.png
     body = body.replace("](quality.png)", f"](figures/{name}.png)")

@@ -219,8 +219,27 @@ def _to_mono(y: np.ndarray) -> np.ndarray:
     return m
 
 
-def decode(path: str, decoder: str) -> tuple[np.ndarray, int]:
-    """Return (int16 mono [T] at 16 kHz, original sample rate)."""
+def speed_factor(md5: str, sr0: int, lo: float, hi: float) -> float:
+    """The speed factor of one original file, drawn from its bytes' md5 (reproducible).
+
+    Played ``f`` times as fast, a recording moves its pitch and formants by ``f`` (Ko et al.
+    2015): a new voice. Reading ``sr0``-Hz audio as if it were sampled at ``f * sr0`` and
+    resampling that to 16 kHz keeps the whole 0-8 kHz band only while ``f * sr0 >= 16000``,
+    so ``f`` is drawn uniformly from ``[max(lo, 16000 / sr0), hi]``: a 22.05 kHz original
+    can slow down to 0.73, a 16 kHz one (G.722) only speed up. E.g. ``lo, hi = 0.9, 1.1``:
+    44.1 kHz -> [0.9, 1.1], 16 kHz -> [1.0, 1.1]. ``(1, 1)``: no perturbation.
+    """
+    lo = max(lo, SR / sr0)
+    if hi <= lo:
+        return lo
+    u = int(md5[:12], 16) / float(16**12)
+    return lo + (hi - lo) * u
+
+
+def decode(path: str, decoder: str, speed: tuple[float, float] = (1.0, 1.0),
+           md5: str = "0") -> tuple[np.ndarray, int]:
+    """Return (int16 mono [T] at 16 kHz, original sample rate); with ``speed`` the file is
+    played ``speed_factor(...)`` times as fast (see there)."""
     if decoder == "g722":
         r = subprocess.run(
             [
@@ -242,11 +261,17 @@ def decode(path: str, decoder: str) -> tuple[np.ndarray, int]:
             capture_output=True,
             check=True,
         )
-        return np.frombuffer(r.stdout, dtype="<i2").copy(), 16000
+        x = np.frombuffer(r.stdout, dtype="<i2").copy()
+        f = speed_factor(md5, SR, *speed)
+        if f != 1.0:
+            y = soxr.resample(x.astype(np.float64) / 32768.0, SR * f, SR, quality="VHQ")
+            x = np.clip(np.round(y * 32767.0), -32768, 32767).astype(np.int16)
+        return x, 16000
     y, sr = sf.read(path, dtype="float64", always_2d=True)
     x = _to_mono(y)
-    if sr != SR:
-        x = soxr.resample(x, sr, SR, quality="VHQ")
+    f = speed_factor(md5, sr, *speed)
+    if sr * f != SR:
+        x = soxr.resample(x, sr * f, SR, quality="VHQ")
     return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16), int(sr)
 
 
@@ -391,7 +416,16 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="training output dir")
     ap.add_argument("--heldout", required=True, help="held-out (unseen voices) output dir")
     ap.add_argument("--versions", help="file with lines 'package version'")
+    ap.add_argument("--speed", default="1,1", metavar="LO,HI",
+                    help="speed perturbation from the original rates: each file played f times "
+                         "as fast, f drawn per file from its md5 (see speed_factor); 1,1: off")
     args = ap.parse_args()
+    try:
+        speed = tuple(float(v) for v in args.speed.split(","))
+        if len(speed) != 2 or not 0.5 <= speed[0] <= speed[1] <= 2.0:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--speed: want LO,HI with 0.5 <= LO <= HI <= 2, got {args.speed!r}")
 
     versions: dict[str, str] = {}
     if args.versions:
@@ -423,7 +457,7 @@ def main() -> int:
                 dropped["narrowband original (< 16 kHz)"] += 1
                 continue
             try:
-                x, sr0 = decode(f, g.decoder)
+                x, sr0 = decode(f, g.decoder, speed, md5)
             except (RuntimeError, subprocess.CalledProcessError, sf.LibsndfileError):
                 dropped["undecodable"] += 1
                 continue

@@ -3,6 +3,10 @@
 #
 #   bash recipes/fetch_extra_speech.sh [TRAIN_DIR] [HELDOUT_DIR]
 #       defaults: /work/data-extra/train-16k  /work/data-extra/heldout-16k
+#   SPEED=0.9,1.1 bash recipes/fetch_extra_speech.sh /work/data-extra/train-speed /tmp/heldout-speed
+#       the same voices played 0.9-1.1 times as fast, resampled from their original rates (so
+#       slow-downs keep the 0-8 kHz band; build_extra_speech.speed_factor). Training only: the
+#       held-out folder of such a build is not the unseen-voice set.
 #
 # Output stays outside git: never commit audio. Needs a Debian (bookworm) package source,
 # root (or sox/ffmpeg already installed), ~700 MB free in $TMPDIR, and python3 with numpy,
@@ -59,6 +63,6 @@ for d in "$OUT" "$HELD"; do
 done
 
 nice -n 10 "$PY" "$HERE/build_extra_speech.py" --root "$WORK/root" --out "$OUT" \
-  --heldout "$HELD" --versions "$WORK/versions.txt"
+  --heldout "$HELD" --versions "$WORK/versions.txt" --speed "${SPEED:-1,1}"
 cp "$WORK/versions.txt" "$OUT/versions.txt"
 du -sh "$OUT" "$HELD"
