@@ -39,7 +39,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -225,6 +225,8 @@ def dwancodec_variants(codec: Codec, threads: int = 1) -> list[Variant]:
 
     torch.set_num_threads(threads)
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(audio) -> (audio, codes)
+    # the model's header, its weights hashed once (not once per clip and bitrate)
+    template = bitstream.Header.for_engine(codec, source_rate=SCORE_RATE)
 
     def codes_for(audio: np.ndarray) -> np.ndarray:
         hit = cache.get(id(audio))
@@ -240,7 +242,7 @@ def dwancodec_variants(codec: Codec, threads: int = 1) -> list[Variant]:
     def make(n_q: int) -> Callable[[np.ndarray, Path], Coded]:
         def run(audio: np.ndarray, workdir: Path) -> Coded:
             length = round(audio.size * codec.sample_rate / SCORE_RATE)
-            header = bitstream.Header.for_codec(codec, n_q, source_rate=SCORE_RATE)
+            header = replace(template, n_q=n_q)
             data = bitstream.to_bytes(header, codes_for(audio)[:n_q], length)
             parsed, codes = bitstream.from_bytes(data)
             with torch.inference_mode():

@@ -60,7 +60,9 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     _add_rate_args(p)
     _add_model_args(p)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: fastest for this small model)")
+                   help="CPU threads, torch or ONNX Runtime (default 1: fastest for this "
+                        "small model)")
+    _add_backend_arg(p)
     _handler(p, "dwancodec.commands.encode:run_encode")
 
 
@@ -73,7 +75,9 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
                    help="resample the output to this rate (default: the model's rate)")
     _add_model_args(p)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: fastest for this small model)")
+                   help="CPU threads, torch or ONNX Runtime (default 1: fastest for this "
+                        "small model)")
+    _add_backend_arg(p)
     _handler(p, "dwancodec.commands.decode:run_decode")
 
 
@@ -291,17 +295,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = MISSING_MODULES.get((e.name or "").partition(".")[0])
         if hint is None or args.debug:
             return _internal_error(args)
-        print(f"dwancodec {args.command}: error: {hint}", file=sys.stderr)
+        from .engine import NeedsTorch  # numpy only; a NeedsTorch names its own reason
+
+        print(f"dwancodec {args.command}: error: {e if isinstance(e, NeedsTorch) else hint}",
+              file=sys.stderr)
         return EXIT_USER
     except Exception:
         return _internal_error(args)
 
 
 # Optional at install time (README: a machine without torch); a command that needs one of them
-# says so in one line instead of an internal error.
+# says so in one line instead of an internal error. The engine commands check for torch where
+# they choose it (dwancodec.engine.NeedsTorch, with the reason); this line is for the rest
+# (train, export, info --model).
 MISSING_MODULES = {
     "torch": "this command needs torch, which is not installed (pip install torch); without "
-             "it, `roundtrip`, `live`, `demo` and `info` run on the model's ONNX graphs",
+             "it, `encode`, `decode`, `roundtrip`, `live`, `demo` and `info FILE` run on the "
+             "model's ONNX graphs",
 }
 
 

@@ -45,7 +45,10 @@ class Engine(Protocol):
     (``N``, stages the decoder accepts), ``encoder_n_q`` (stages the encoder makes, ``<= N``),
     ``codebook_size``, ``latent_dim``, ``latency_ms``, ``identity`` (``name@hash``),
     ``codes_identity`` (what the codes mean, ``Codec.codes_identity()``; ``""`` for graphs
-    exported before it existed) and ``name`` (``"torch"`` or ``"onnx"``).
+    exported before it existed) and ``name`` (``"torch"`` or ``"onnx"``). Both engines also have
+    ``compatible_identities``, the earlier models whose format-1 ``.dwc`` files the model
+    decodes (:meth:`dwancodec.bitstream.Header.check_model`); an engine without it decodes
+    only format-1 files it wrote itself, so it is not required here.
 
     State is whatever ``encoder_state`` / ``decoder_state`` return; a step may update it in
     place and returns the state to pass to the next step (the one passed in is then stale).
@@ -434,8 +437,7 @@ def open_engine(backend: str = "auto", model: str | Path | None = None,
             raise ValueError("--int8 needs the model's ONNX graphs on the ONNX Runtime engine: "
                              + (why or f"{'the default model' if model is None else model} "
                                        "has no graphs"))
-    from .api import default_model_dir, load_codec
-    from .streaming.engine import TorchEngine
+    from .bundled import default_model_dir
 
     if model is None and not (default_model_dir() / "model.safetensors").exists():
         raise FileNotFoundError(
@@ -443,12 +445,42 @@ def open_engine(backend: str = "auto", model: str | Path | None = None,
             "pass a model bundle folder with --model DIR")
     if model is not None and not Path(model).exists():
         raise FileNotFoundError(f"no model bundle at {model}")
+    _need_torch(backend, model, why)  # one line saying why torch, not an ImportError deep down
+    from .api import load_codec
+    from .streaming.engine import TorchEngine
 
     if threads is not None:
         import torch
 
         torch.set_num_threads(_threads(threads))
     return TorchEngine(load_codec(model, device=device), numpy_output=numpy_output), why
+
+
+class NeedsTorch(ModuleNotFoundError):
+    """What was asked runs on the torch engine, and torch is not installed; the message says
+    why torch was needed and what to do (the CLI prints it as a one-line error, exit 2)."""
+
+
+def _need_torch(backend: str, model: str | Path | None, why: str | None) -> None:
+    """Raise :class:`NeedsTorch` where torch cannot be imported, naming the reason the torch
+    engine was chosen (``why``: why ``auto`` could not use the graphs it found)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        if (e.name or "").partition(".")[0] != "torch":
+            raise  # torch is there but broken (a missing library): not ours to explain
+        name = "the default model" if model is None else str(model)
+        if backend == "torch":
+            msg = ("--backend torch runs the torch engine, and torch is not installed: pip "
+                   "install torch, or use --backend auto or onnx (the model's ONNX graphs)")
+        elif why is not None:
+            msg = (f"the torch engine is needed ({why}), and torch is not installed: pip "
+                   "install torch")
+        else:
+            msg = (f"{name} has no ONNX graphs (MODEL/onnx/), so it runs on torch, which is not "
+                   "installed: pip install torch, or export its graphs where torch is "
+                   "installed (dwancodec export --model MODEL --out MODEL/onnx)")
+        raise NeedsTorch(msg, name="torch") from None
 
 
 def _threads(threads: int) -> int:
@@ -488,5 +520,5 @@ def _ort_engine(graphs: Path, threads: int, int8: bool = False) -> Engine:
                                precision="int8" if int8 else "float32"))
 
 
-__all__ = ["BACKENDS", "Engine", "StreamingDecoder", "StreamingEncoder", "as_engine",
-           "choose_n_q", "model_graphs", "open_engine"]
+__all__ = ["BACKENDS", "Engine", "NeedsTorch", "StreamingDecoder", "StreamingEncoder",
+           "as_engine", "choose_n_q", "model_graphs", "open_engine"]

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from . import lengths
+from .bitstream.container import check_compatible
 from .config import CodecConfig, get_config
 from .nn.decoder import Decoder
 from .nn.encoder import Encoder
@@ -442,12 +443,10 @@ def _codes_identity(config: CodecConfig, state: dict[str, Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-MAX_COMPATIBLE = 64
-
-
 def read_compatible(weights: str | Path) -> tuple[str, ...]:
     """The ``compatible`` list of a bundle's safetensors metadata: identities of earlier models
-    with the same codes (``()`` where there is none); ``ValueError`` if it is malformed."""
+    with the same codes (``()`` where there is none); ``ValueError`` if it is malformed (the
+    check the ONNX sidecar's list gets too: :func:`dwancodec.bitstream.check_compatible`)."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -460,10 +459,5 @@ def read_compatible(weights: str | Path) -> tuple[str, ...]:
     try:
         items = json.loads(raw)
     except json.JSONDecodeError:
-        items = None
-    if (not isinstance(items, list) or len(items) > MAX_COMPATIBLE
-            or not all(isinstance(i, str) and 1 <= len(i) <= 255 and i.isascii()
-                       and i.isprintable() for i in items)):
-        raise ValueError(f"{weights}: metadata 'compatible' must be a JSON list of at most "
-                         f"{MAX_COMPATIBLE} model identities, got {raw!r:.80}")
-    return tuple(items)
+        items = raw  # not JSON: the check below names it
+    return check_compatible(items, f"{weights}: metadata 'compatible'")

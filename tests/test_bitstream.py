@@ -113,7 +113,7 @@ def test_file_bitrate_matches_codec_bitrate(config: str, n_q: int, speech: torch
     with torch.inference_mode():
         codes = codec.encode(speech, n_q)[0].numpy()
     length = speech.shape[-1]
-    data = bs.to_bytes(Header.for_codec(codec, n_q, 16000), codes, length)
+    data = bs.to_bytes(Header.for_engine(codec, n_q, 16000), codes, length)
     header = bs.DwcFile.parse(data).header
     frames = codes.shape[1]
     seconds = frames / codec.frame_rate
@@ -128,9 +128,9 @@ def test_file_bitrate_matches_codec_bitrate(config: str, n_q: int, speech: torch
     assert 0 <= rounding / ideal < 1 / (n_q * math.log2(codec.codebook_size))
 
 
-def test_header_for_codec_and_model_check() -> None:
+def test_header_for_engine_and_model_check() -> None:
     codec = make_codec("tiny")
-    h = Header.for_codec(codec, 2, source_rate=48000)
+    h = Header.for_engine(codec, 2, source_rate=48000)
     assert (h.model, h.n_q, h.codebook_size, h.levels) == (codec.identity(), 2, 60, (5, 4, 3))
     assert (h.codes, h.version) == (codec.codes_identity(), 2)
     assert h.check_model(codec) is True
@@ -178,7 +178,7 @@ def test_codes_identity_names_encoder_and_quantizer_only(kind: str, speech: torc
 
 def test_stream_decodes_with_a_model_of_the_same_codes() -> None:
     codec = make_codec("tiny")
-    h = Header.for_codec(codec, 2)
+    h = Header.for_engine(codec, 2)
     newer = _nudged(codec, "decoder")
     assert h.check_model(newer) is False  # format 2: the codes identity says it
     with pytest.raises(BitstreamError, match=r"\(codes [0-9a-f]{16}; the model's codes are"):

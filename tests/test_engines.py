@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from dwancodec import lengths
 from dwancodec.api import default_model_dir
+from dwancodec.bitstream import Header
 from dwancodec.bundled import shipped_onnx_dir
-from dwancodec.commands.common import engine_header
 from dwancodec.engine import (
     Engine,
     StreamingDecoder,
@@ -66,7 +66,7 @@ def test_engine_protocol_and_steps(name: str) -> None:
     e = engines()[name]
     assert isinstance(e, Engine) and e.name == name
     # Both engines write the same .dwc header: format 2, naming the model and its codes.
-    h = engine_header(e, 2)
+    h = Header.for_engine(e, 2)
     assert (h.model, h.codes, h.version) == (tiny_codec().identity(),
                                              tiny_codec().codes_identity(), 2)
     hop, b = e.hop_length, 3
@@ -278,32 +278,23 @@ def test_int8_flag_runs_the_shipped_int8_graphs(tmp_path: Path) -> None:
 
 @needs_shipped
 def test_shipped_graphs_and_weights_name_the_same_codes() -> None:
-    """The shipped sidecar's codes identity is the weights' own, so an ONNX Runtime encode and
-    a torch decode of the default model agree on which files they read."""
+    """The shipped sidecar's codes identity and ``compatible`` list are the weights' own, so
+    the ONNX Runtime and the torch engine of the default model write the same header and
+    decode the same files (format-1 files of the two defaults before it included)."""
+    from dwancodec.model import read_compatible
+
     codec = Codec.from_pretrained(default_model_dir())
     meta = json.loads((shipped_onnx_dir() / "dwancodec_onnx.json").read_text())
     assert meta["model"]["codes"] == codec.codes_identity()
-    assert OrtEngine(OnnxCodec(shipped_onnx_dir())).codes_identity == codec.codes_identity()
+    ort = OrtEngine(OnnxCodec(shipped_onnx_dir()))
+    assert ort.codes_identity == codec.codes_identity()
     assert codec.identity() not in codec.compatible_identities
-
-
-@needs_shipped
-@pytest.mark.parametrize("command", ["encode", "decode"])
-def test_file_commands_without_torch_say_what_is_missing(command: str, tmp_path: Path) -> None:
-    """On a torch-free install (README), ``encode`` and ``decode`` (torch engines today) stop
-    with one line naming torch and what runs without it, not an internal error."""
-    src = DATA / "speech_en.flac" if command == "encode" else tmp_path / "x.dwc"
-    if command == "decode":
-        r = subprocess.run([sys.executable, "-m", "dwancodec.cli", "encode",
-                            DATA / "speech_en.flac", src, "-q"],
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
-    out = tmp_path / ("y.dwc" if command == "encode" else "y.wav")
-    r = cli_without_torch(command, src, out)
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.strip().splitlines() == [
-        f"dwancodec {command}: error: this command needs torch, which is not installed (pip "
-        "install torch); without it, `roundtrip`, `live`, `demo` and `info` run on the model's "
-        "ONNX graphs"]
-    assert not out.exists()
+    listed = read_compatible(default_model_dir() / "model.safetensors")
+    assert len(listed) == 2  # default-v1 and the round-20 default, whose encoder it kept
+    assert meta["model"]["compatible"] == list(listed)
+    assert ort.compatible_identities == codec.compatible_identities == listed
+    torch_engine = TorchEngine(codec)
+    assert Header.for_engine(ort, 3, 44100) == Header.for_engine(torch_engine, 3, 44100)
+    v1 = Header(**{**Header.for_engine(ort, 3).__dict__, "model": listed[0], "codes": ""})
+    assert v1.check_model(ort) is False and v1.check_model(torch_engine) is False
 

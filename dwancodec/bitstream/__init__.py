@@ -33,6 +33,7 @@ from .bits import (
 from .container import (
     CHECK_BLOCK_FRAMES,
     MAGIC,
+    MAX_COMPATIBLE,
     MAX_HEADER,
     MAX_HOP,
     MAX_IDENTITY,
@@ -45,8 +46,11 @@ from .container import (
     DwcFile,
     DwcWriter,
     Header,
+    check_compatible,
     decodes,
     from_bytes,
+    is_codes_identity,
+    is_model_identity,
     read_dwc,
     read_dwc_from,
     to_bytes,
@@ -69,12 +73,13 @@ from .packets import (
 )
 
 __all__ = [
-    "CHECK_BLOCK_FRAMES", "MAGIC", "MAX_CODEBOOK_SIZE", "MAX_HEADER", "MAX_HOP", "MAX_IDENTITY",
-    "MAX_LEVELS", "MAX_PACKET_FRAMES", "MAX_SAMPLE_RATE", "MIN_HEADER", "PACKET_MAGIC",
-    "PACKET_OVERHEAD", "PACKET_VERSION", "QUANTIZER_KINDS", "RESYNC_SPAN", "SEQ_MODULUS",
-    "VERSION", "VERSIONS", "BitPacker", "BitstreamError", "DwcFile", "DwcWriter", "Header",
-    "Packet", "PacketReceiver", "PacketSender", "Received", "ReceiverStats", "check_codes",
-    "decode_packet", "decodes", "encode_packet", "frame_bits", "from_bytes", "pack_codes",
-    "padding_is_zero", "payload_bytes", "read_dwc", "read_dwc_from", "to_bytes",
+    "CHECK_BLOCK_FRAMES", "MAGIC", "MAX_CODEBOOK_SIZE", "MAX_COMPATIBLE", "MAX_HEADER",
+    "MAX_HOP", "MAX_IDENTITY", "MAX_LEVELS", "MAX_PACKET_FRAMES", "MAX_SAMPLE_RATE",
+    "MIN_HEADER", "PACKET_MAGIC", "PACKET_OVERHEAD", "PACKET_VERSION", "QUANTIZER_KINDS",
+    "RESYNC_SPAN", "SEQ_MODULUS", "VERSION", "VERSIONS", "BitPacker", "BitstreamError",
+    "DwcFile", "DwcWriter", "Header", "Packet", "PacketReceiver", "PacketSender", "Received",
+    "ReceiverStats", "check_codes", "check_compatible", "decode_packet", "decodes",
+    "encode_packet", "frame_bits", "from_bytes", "is_codes_identity", "is_model_identity",
+    "pack_codes", "padding_is_zero", "payload_bytes", "read_dwc", "read_dwc_from", "to_bytes",
     "unpack_codes", "write_dwc",
 ]

@@ -42,6 +42,7 @@ QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
 _FIXED = struct.Struct("<4sBBHIIIBBBBIIQB")
 _CRC = struct.Struct("<I")
 MAX_IDENTITY = 255
+MAX_COMPATIBLE = 64   # identities in a model's compatible list (safetensors or ONNX sidecar)
 MAX_LEVELS = 32
 MAX_HEADER = _FIXED.size + MAX_IDENTITY + CODES_BYTES + 2 * MAX_LEVELS + _CRC.size
 MIN_HEADER = _FIXED.size + 1 + _CRC.size
@@ -94,16 +95,27 @@ class Header:
         return VERSION if self.codes else 1
 
     @classmethod
-    def for_codec(cls, codec: Any, n_q: int | None = None, source_rate: int = 0) -> Header:
-        """A header template for ``codec`` (a :class:`~dwancodec.model.Codec`), 0 frames."""
-        q = codec.config.quantizer
+    def for_engine(cls, engine: Any, n_q: int | None = None, source_rate: int = 0) -> Header:
+        """A header template (0 frames) for the streams ``engine`` writes: the one rule for the
+        torch and the ONNX Runtime engine alike, so both write the same header for one model.
+
+        ``engine``: an :class:`~dwancodec.engine.Engine`, or anything
+        :func:`~dwancodec.engine.as_engine` takes (a torch ``Codec``, an ``OnnxCodec``, an
+        exported folder). The header names the model (``engine.identity``) and what its codes
+        mean (``engine.codes_identity``): format 2, or format 1 where the codes identity is
+        ``""`` (graphs exported before it existed). ``n_q``: stages used (default all).
+        """
+        from ..engine import as_engine  # on use: reading .dwc files needs no engine module
+
+        e = as_engine(engine)
+        q = getattr(e, "quantizer", None) or {}
+        kind = str(q.get("kind", "fsq"))
         return cls(
-            model=codec.identity(), sample_rate=int(codec.sample_rate),
-            hop_length=int(codec.hop_length),
-            n_q=int(codec.num_codebooks if n_q is None else n_q),
-            num_codebooks=int(codec.num_codebooks), codebook_size=int(codec.codebook_size),
-            kind=q.kind, levels=tuple(int(v) for v in q.levels) if q.kind == "fsq" else (),
-            source_rate=int(source_rate), codes=codec.codes_identity(),
+            model=str(e.identity), sample_rate=int(e.sample_rate), hop_length=int(e.hop_length),
+            n_q=int(e.num_codebooks if n_q is None else n_q),
+            num_codebooks=int(e.num_codebooks), codebook_size=int(e.codebook_size),
+            kind=kind, levels=tuple(int(v) for v in q.get("levels") or ()) if kind == "fsq"
+            else (), source_rate=int(source_rate), codes=str(e.codes_identity),
         )
 
     # Derived quantities
@@ -151,10 +163,10 @@ class Header:
 
         _check_version(self.version)
         try:
-            ident = self.model.encode("ascii")
+            self.model.encode("ascii")
         except UnicodeEncodeError:
             raise bad("model identity is not ASCII") from None
-        if not 1 <= len(ident) <= MAX_IDENTITY or not self.model.isprintable():
+        if not is_model_identity(self.model):
             raise bad(f"model identity must be 1-{MAX_IDENTITY} printable characters")
         if self.codes and not is_codes_identity(self.codes):
             raise bad(f"codes identity {self.codes!r:.40} is not {2 * CODES_BYTES} lower-case "
@@ -245,19 +257,28 @@ class Header:
         header.validate()
         return header
 
-    def check_model(self, codec: Any) -> bool:
-        """Raise :class:`BitstreamError` unless ``codec`` (a :class:`~dwancodec.model.Codec`)
-        decodes this stream; return ``True`` if it is the model that wrote it, ``False`` if it
-        is another model with the same codes (a newer decoder; see :func:`decodes`)."""
-        mine = Header.for_codec(codec, min(self.n_q, codec.num_codebooks))
+    def check_model(self, engine: Any) -> bool:
+        """Raise :class:`BitstreamError` unless ``engine`` decodes this stream; return ``True``
+        if it is the model that wrote it, ``False`` if it is another model with the same codes
+        (a newer decoder; see :func:`decodes`).
+
+        ``engine``: as in :meth:`for_engine` (an engine, a torch ``Codec``, an ``OnnxCodec``);
+        its ``compatible_identities`` (the bundle's or the sidecar's ``compatible`` list; none
+        where it has no such attribute) admit format-1 streams of earlier models.
+        """
+        from ..engine import as_engine
+
+        e = as_engine(engine)  # identities hashed once, here (a torch engine hashes weights)
+        mine = Header.for_engine(e, min(self.n_q, int(e.num_codebooks)))
         diffs = [f"{name} {getattr(self, name)} (model: {getattr(mine, name)})"
                  for name in ("sample_rate", "hop_length", "num_codebooks", "codebook_size",
                               "kind", "levels")
                  if getattr(self, name) != getattr(mine, name)]
-        same = decodes(self, mine.model, mine.codes, codec.compatible_identities)
+        compatible = tuple(getattr(e, "compatible_identities", ()) or ())
+        same = decodes(self, mine.model, mine.codes, compatible)
         if diffs or same is None:
             detail = f"; differences: {', '.join(diffs)}" if diffs else ""
-            codes = (f" (codes {self.codes}; the model's codes are {mine.codes})"
+            codes = (f" (codes {self.codes}; the model's codes are {mine.codes or 'unknown'})"
                      if self.codes else "")
             raise BitstreamError(
                 f"the stream was encoded with model {self.model}{codes}, but the loaded model "
@@ -280,6 +301,26 @@ class Header:
         }
 
 
+def is_model_identity(text: object) -> bool:
+    """Whether ``text`` can name a model in a header: 1-255 printable ASCII characters
+    (``Codec.identity()`` writes ``name@`` + 16 hex digits)."""
+    return (isinstance(text, str) and 1 <= len(text) <= MAX_IDENTITY and text.isascii()
+            and text.isprintable())
+
+
+def check_compatible(items: object, what: str) -> tuple[str, ...]:
+    """``items`` as a ``compatible`` list (identities of earlier models whose format-1 streams a
+    model decodes): a list of at most :data:`MAX_COMPATIBLE` model identities
+    (:func:`is_model_identity`). The one check for the safetensors metadata and the ONNX
+    sidecar; ``ValueError`` starting with ``what`` (the file and field) otherwise."""
+    if (not isinstance(items, list) or len(items) > MAX_COMPATIBLE
+            or not all(is_model_identity(i) for i in items)):
+        raise ValueError(f"{what} must be a JSON list of at most {MAX_COMPATIBLE} model "
+                         f"identities (1-{MAX_IDENTITY} printable ASCII characters each), got "
+                         f"{items!r:.80}")
+    return tuple(items)
+
+
 def is_codes_identity(text: str) -> bool:
     """Whether ``text`` is a codes identity as ``Codec.codes_identity()`` writes it: 16
     lower-case hex digits (the header stores them as 8 bytes)."""
@@ -292,8 +333,9 @@ def decodes(header: Header, identity: str, codes: str,
     wrote it (same ``identity``), ``False`` if it reads the same codes, ``None`` if it does not.
 
     Same codes: a format-2 stream whose codes identity equals the model's ``codes``, or a
-    format-1 stream (no codes identity) written by one of the earlier models the bundle lists
-    as ``compatible`` (``Codec.compatible_identities``). Example: the default
+    format-1 stream (no codes identity) written by one of the earlier models the model lists
+    as ``compatible`` (``compatible_identities`` of a ``Codec``, an ``OnnxCodec`` or an
+    engine: the bundle's safetensors metadata or the ONNX sidecar). Example: the default
     ``dwancodec-16k@5543c1de...`` lists ``dwancodec-16k@78628eb3...`` and
     ``dwancodec-16k@2f8e8507...``, whose encoder it shares, so it decodes their format-1 files.
     """
@@ -324,7 +366,7 @@ class DwcWriter:
     ``header`` is a template (``num_frames``/``length`` are filled in by :meth:`finish`)::
 
         with open(path, "wb") as f:
-            w = DwcWriter(f, Header.for_codec(codec, n_q))
+            w = DwcWriter(f, Header.for_engine(codec, n_q))
             for codes in blocks:            # [n_q, f] each
                 w.write(codes)
             w.finish(length=num_samples)    # rewrites the header in place

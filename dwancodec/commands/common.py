@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio import Notify
-from ..bitstream import Header
 from ..checks import check_threads
 from ..engine import Engine, open_engine
 from ..engine import choose_n_q as engine_n_q
@@ -37,16 +36,6 @@ def notifier(args: argparse.Namespace) -> Notify:
         if not getattr(args, "quiet", False):
             print(f"dwancodec {args.command}: note: {msg}", file=sys.stderr)
     return note
-
-
-def set_threads(args: argparse.Namespace) -> None:
-    threads = getattr(args, "threads", None)
-    if threads is None:
-        return
-    threads = check_threads(threads, "--threads")
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def load_model(model: str | None, device: str = "cpu") -> Codec:
@@ -72,24 +61,11 @@ def choose_n_q(codec: Codec | Engine, n_q: int | None = None,
                       bitrate_kbps)
 
 
-def engine_header(engine: Engine, n_q: int | None = None, source_rate: int = 0) -> Header:
-    """:meth:`Header.for_codec` for an engine (torch or ONNX Runtime), 0 frames."""
-    q = getattr(engine, "quantizer", {}) or {}
-    kind = str(q.get("kind", "fsq"))
-    return Header(
-        model=engine.identity, sample_rate=int(engine.sample_rate),
-        hop_length=int(engine.hop_length),
-        n_q=int(engine.num_codebooks if n_q is None else n_q),
-        num_codebooks=int(engine.num_codebooks), codebook_size=int(engine.codebook_size),
-        kind=kind, levels=tuple(int(v) for v in q.get("levels") or ()) if kind == "fsq" else (),
-        source_rate=int(source_rate), codes=engine.codes_identity,
-    )
-
-
 def engine_from_args(args: argparse.Namespace, note: Notify) -> Engine:
     """The engine ``--backend`` names (``auto``: ONNX Runtime when the model has graphs; a
     note says why it fell back to torch), with ``--threads`` threads."""
-    threads = check_threads(getattr(args, "threads", 1) or 1, "--threads")
+    threads = getattr(args, "threads", None)
+    threads = check_threads(1 if threads is None else threads, "--threads")  # 0 is refused
     engine, why = open_engine(getattr(args, "backend", None) or "auto", args.model, None,
                               getattr(args, "device", "cpu") or "cpu", threads,
                               int8=bool(getattr(args, "int8", False)))
@@ -127,13 +103,15 @@ def as_numpy(x: Any) -> np.ndarray:
 
 
 class Progress:
-    """A tqdm bar on stderr in seconds of audio (no-op when disabled)."""
+    """A tqdm bar on stderr in seconds of audio (no-op when disabled or tqdm is missing)."""
 
     def __init__(self, total_s: float, desc: str, enabled: bool) -> None:
         self.bar = None
         if enabled and total_s >= PROGRESS_MIN_SECONDS:
-            from tqdm import tqdm
-
+            try:
+                from tqdm import tqdm
+            except ImportError:  # a torch-free install (README) may lack it: no bar, same work
+                return
             self.bar = tqdm(total=round(total_s, 1), desc=desc, unit="s", file=sys.stderr,
                             mininterval=0.5, dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio "
@@ -202,4 +180,4 @@ def fmt_score(value: float | None, spec: str, width: int = 0) -> str:
     return text.rjust(width)
 
 
-__all__ = ["available_scores", "choose_n_q", "engine_header", "load_model"]
+__all__ = ["available_scores", "choose_n_q", "engine_from_args", "load_model"]

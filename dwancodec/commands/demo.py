@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioError, AudioWriter, Notify, stream_audio
-from ..bitstream import DwcWriter
+from ..bitstream import DwcWriter, Header
 from ..bundled import demo_clip
 from ..engine import Engine, StreamingDecoder, StreamingEncoder, open_engine
 from .common import (
@@ -19,7 +19,6 @@ from .common import (
     available_scores,
     compute_scores,
     engine_from_args,
-    engine_header,
     engine_label,
     engine_threads,
     fmt_score,
@@ -64,7 +63,7 @@ def run_demo(args: argparse.Namespace) -> int:
         with AudioWriter(out_dir / f"{name}.wav", sr) as w:
             w.write(y)
         with (out_dir / f"{name}.dwc").open("wb") as f:
-            dw = DwcWriter(f, engine_header(codec, n_q, source_rate=sr))
+            dw = DwcWriter(f, Header.for_engine(codec, n_q, source_rate=sr))
             for c in codes:
                 dw.write(c)
             dw.finish(audio.size)

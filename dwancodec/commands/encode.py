@@ -1,5 +1,5 @@
 """``dwancodec encode``: an audio file to a ``.dwc`` bitstream
-(:func:`~dwancodec.commands.files.encode_file`)."""
+(:func:`~dwancodec.commands.files.encode_file`), on the engine ``--backend`` names."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import argparse
 import sys
 import time
 
-from .common import choose_n_q, load_model, notifier, set_threads
+from .common import choose_n_q, engine_from_args, engine_label, notifier
 from .files import STDIO, encode_file
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    set_threads(args)
-    codec = load_model(args.model, args.device)
-    n_q = choose_n_q(codec, args.n_q, args.bitrate)
+    note = notifier(args)
+    engine = engine_from_args(args, note)
+    n_q = choose_n_q(engine, args.n_q, args.bitrate)
     t0 = time.perf_counter()
-    h = encode_file(codec, args.input, args.output, n_q, notifier(args), not args.quiet)
+    h = encode_file(engine, args.input, args.output, n_q, note, not args.quiet)
     dt = time.perf_counter() - t0
     if not args.quiet:
         size = h.file_size
@@ -24,6 +24,7 @@ def run_encode(args: argparse.Namespace) -> int:
         print(f"{name}: {h.num_frames} frames, {h.duration:.2f} s, n_q {h.n_q}/"
               f"{h.num_codebooks}, {h.bitrate / 1000:.2f} kbps, {size} bytes "
               f"({size * 8 / max(h.duration, 1e-9) / 1000:.2f} kbps with header); "
-              f"{dt:.2f} s ({dt / max(h.duration, 1e-9):.3f} x real time)",
+              f"{dt:.2f} s ({dt / max(h.duration, 1e-9):.3f} x real time, "
+              f"{engine_label(engine)})",
               file=sys.stderr if args.output == STDIO else sys.stdout)
     return 0

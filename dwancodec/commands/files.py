@@ -7,6 +7,9 @@ decoding reads the (small) ``.dwc`` file, unpacks frames in blocks and writes au
 Outputs are written atomically (:func:`atomic_output`) or in place for a pipe or device
 (:func:`output_kind`); ``-`` is standard input / output.
 
+Both run on any engine (:mod:`dwancodec.engine`): a torch ``Codec``, an ``OnnxCodec`` (no
+torch needed) or an :class:`~dwancodec.engine.Engine`, through the shared streaming sessions.
+
 Usable from Python: :func:`encode_file`, :func:`decode_file`, :func:`read_dwc_input`.
 """
 
@@ -22,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..audio import (
     AudioError,
@@ -36,10 +39,12 @@ from ..audio import (
 )
 from ..bitstream import DwcFile, DwcWriter, Header, read_dwc, read_dwc_from
 from ..checks import check_sample_rate
-from .common import BLOCK_SECONDS, Progress, choose_n_q
+from ..engine import Engine, StreamingDecoder, StreamingEncoder, as_engine
+from .common import BLOCK_SECONDS, Progress, as_numpy, choose_n_q
 
 if TYPE_CHECKING:
     from ..model import Codec
+    from ..runtime import OnnxCodec
 
 STDIO = "-"                  # input / output path meaning standard input / output
 
@@ -152,35 +157,37 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     return pa.exists() and pb.exists() and pa.samefile(pb)
 
 
-def encode_file(codec: Codec, input_path: str | Path, output_path: str | Path,
+def encode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, output_path: str | Path,
                 n_q: int | None = None, notify: Notify | None = None,
                 progress: bool = False) -> Header:
     """Encode an audio file to ``.dwc`` through the streaming encoder, blockwise.
 
-    ``input_path`` / ``output_path`` may be ``-`` (standard input / output); an output that is
-    a FIFO or a character device is written in place, a regular one atomically. Returns the
-    final header. The codes equal ``codec.encode(load_audio(input, sr), n_q)``.
+    ``codec``: a torch :class:`~dwancodec.model.Codec`, an
+    :class:`~dwancodec.runtime.OnnxCodec` or any :class:`~dwancodec.engine.Engine`
+    (:func:`~dwancodec.engine.as_engine`). ``input_path`` / ``output_path`` may be ``-``
+    (standard input / output); an output that is a FIFO or a character device is written in
+    place, a regular one atomically. ``n_q``: stages (default all the encoder makes). Returns
+    the final header (:meth:`Header.for_engine`: the model and codes identities). The codes
+    ``[n_q, F]`` are the engine's streaming encoder's; for a torch ``Codec`` they equal
+    ``codec.encode(load_audio(input, sr), n_q)``, and the engines agree but at rounding ties.
     """
-    n_q = choose_n_q(codec, n_q)
+    engine = as_engine(codec)
+    n_q = choose_n_q(engine, n_q)
     if same_file(input_path, output_path):
         raise ValueError(f"output {output_path} would overwrite the input")
     kind = output_kind(output_path)
     if str(input_path) == STDIO:
         with _spooled_stdin() as f:
-            return _encode(codec, f, "stdin", output_path, kind, n_q, notify, progress)
-    return _encode(codec, input_path, None, output_path, kind, n_q, notify, progress)
+            return _encode(engine, f, "stdin", output_path, kind, n_q, notify, progress)
+    return _encode(engine, input_path, None, output_path, kind, n_q, notify, progress)
 
 
-def _encode(codec: Codec, source: str | Path | BinaryIO, name: str | None,
+def _encode(engine: Engine, source: str | Path | BinaryIO, name: str | None,
             output_path: str | Path, kind: str, n_q: int, notify: Notify | None,
             progress: bool) -> Header:
-    import torch
-
-    from ..streaming.session import StreamingEncoder
-
     info = probe_audio(source, name)
-    enc = StreamingEncoder(codec, 1, n_q)
-    template = Header.for_codec(codec, n_q, source_rate=info.sample_rate)
+    enc = StreamingEncoder(engine, 1, n_q)
+    template = Header.for_engine(engine, n_q, source_rate=info.sample_rate)
 
     def write(f: BinaryIO) -> Header:
         writer = DwcWriter(f, template)
@@ -188,14 +195,14 @@ def _encode(codec: Codec, source: str | Path | BinaryIO, name: str | None,
         bar = Progress(info.duration, "encode", progress)
         done = False
         try:
-            for block, consumed in stream_audio(source, codec.sample_rate, BLOCK_SECONDS,
+            for block, consumed in stream_audio(source, engine.sample_rate, BLOCK_SECONDS,
                                                 notify, name):
                 length += block.size
-                writer.write(enc.push(torch.from_numpy(block)[None])[0].cpu().numpy())
+                writer.write(as_numpy(enc.push(block[None]))[0])  # [n_q, f] for [1, n]
                 bar.update(consumed / info.sample_rate)
             if length == 0:
                 raise AudioError(f"{info.label} contains no audio samples")
-            writer.write(enc.flush()[0].cpu().numpy())
+            writer.write(as_numpy(enc.flush())[0])  # the last partial frame (step), padded
             header = writer.finish(length)
             done = True
         finally:
@@ -225,18 +232,19 @@ def read_dwc_input(input_path: str | Path) -> DwcFile:
     return read_dwc(input_path)
 
 
-def decode_file(codec: Codec, input_path: str | Path, output_path: str | Path,
+def decode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, output_path: str | Path,
                 sample_rate: int | None = None, progress: bool = False) -> Header:
     """Decode a ``.dwc`` file to audio (the original length), blockwise; returns its header.
 
-    ``input_path`` / ``output_path`` may be ``-`` (standard input / output). Standard output,
-    a FIFO or a character device gets 16-bit WAV (the extension, if any, must be ``.wav``),
-    written in place; a regular file is written atomically, in the format of its extension.
+    ``codec``: as in :func:`encode_file` (a torch ``Codec``, an ``OnnxCodec`` or an engine); it
+    must decode the file (:meth:`Header.check_model`: the model that wrote it, or one of the
+    same codes), else a ``ValueError`` and nothing is written. ``input_path`` /
+    ``output_path`` may be ``-`` (standard input / output). Standard output, a FIFO or a
+    character device gets 16-bit WAV (the extension, if any, must be ``.wav``), written in
+    place; a regular file is written atomically, in the format of its extension, resampled to
+    ``sample_rate`` (default: the model's).
     """
-    import torch
-
-    from ..streaming.session import StreamingDecoder
-
+    engine = as_engine(codec)
     if sample_rate is not None:
         sample_rate = check_sample_rate(sample_rate, "--sample-rate")
     kind = output_kind(output_path)
@@ -247,22 +255,27 @@ def decode_file(codec: Codec, input_path: str | Path, output_path: str | Path,
                          "a .wav name or none)")
     dwc = read_dwc_input(input_path)
     h = dwc.header
-    h.check_model(codec)
-    dec = StreamingDecoder(codec, 1)
+    h.check_model(engine)  # before any output is opened: a refusal writes nothing
+    dec = StreamingDecoder(engine, 1)
     block_frames = max(1, int(BLOCK_SECONDS * h.frame_rate))
     remaining = h.length
     out_rate = sample_rate or h.sample_rate
 
     def run(w: AudioWriter | WavStreamWriter) -> None:
-        nonlocal remaining
         bar = Progress(h.duration, "decode", progress)
         done = False
+
+        def emit(pcm: Any) -> None:  # [1, n] -> the first `remaining` samples
+            nonlocal remaining
+            y = as_numpy(pcm)[0, :remaining]
+            remaining -= y.size
+            w.write(y)
+            bar.update(y.size / h.sample_rate)
+
         try:
-            for codes in dwc.iter_codes(block_frames):
-                pcm = dec.push(torch.from_numpy(codes)[None])[0].cpu().numpy()[:remaining]
-                remaining -= pcm.size
-                w.write(pcm)
-                bar.update(pcm.size / h.sample_rate)
+            for codes in dwc.iter_codes(block_frames):  # [n_q, f]
+                emit(dec.push(codes[None]))
+            emit(dec.flush())  # frames an engine of k > 1 frames per step held back
             done = True
         finally:
             bar.close(done)

@@ -74,18 +74,21 @@ def run_info(args: argparse.Namespace) -> int:
         d["checksum"] = "ok"
         d["frames_valid"] = True
         out["file"] = d
-    codec = None
+    engine = None
     if args.model is not None:
+        from ..streaming.engine import TorchEngine
+
         codec = load_model(args.model)
+        engine = TorchEngine(codec)  # hashes the weights once, for the summary and the check
         d = codec.describe()
-        d["identity"] = codec.identity()
-        d["codes"] = codec.codes_identity()
-        d["compatible"] = list(codec.compatible_identities)
+        d["identity"] = engine.identity
+        d["codes"] = engine.codes_identity
+        d["compatible"] = list(engine.compatible_identities)
         out["model"] = d
     if args.config is not None:
         out["config"] = _config_summary(args.config)
-    if codec is not None and args.file is not None:
-        exact = dwc.header.check_model(codec)
+    if engine is not None and args.file is not None:
+        exact = dwc.header.check_model(engine)
         out["file"]["model_matches"] = exact      # the model that wrote it
         out["file"]["model_decodes"] = True       # or another with the same codes
     if args.json:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio import AudioError, AudioWriter, check_output_path, probe_audio, stream_audio
-from ..bitstream import PACKET_OVERHEAD
+from ..bitstream import PACKET_OVERHEAD, Header
 from ..engine import Engine, as_engine
 from ..live.backends import EngineBackend
 from ..live.link import CodecLink
@@ -29,7 +29,6 @@ from .common import (
     choose_n_q,
     compute_scores,
     engine_from_args,
-    engine_header,
     engine_label,
     engine_line,
     engine_threads,
@@ -185,7 +184,7 @@ def _run_link(link: CodecLink, network: _CountingNetwork, engine: Engine, n_q: i
         raise RuntimeError(f"{link.counters.frames_concealed} frames were concealed on a "
                            "lossless link")
     duration = length / sr
-    h = engine_header(engine, n_q)
+    h = Header.for_engine(engine, n_q)
     s = link.receiver.stats
     return RoundtripResult(
         n_q=n_q, num_samples=length, num_frames=link.counters.frames_played,

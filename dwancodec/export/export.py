@@ -332,6 +332,8 @@ def build_sidecar(codec: Codec, model: Codec, graphs: dict[str, dict[str, Any]],
         "format_version": FORMAT_VERSION,
         "model": {"name": model.config.name, "identity": codec.identity(),
                   "codes": codec.codes_identity(),
+                  # earlier models whose format-1 .dwc files these graphs decode (same codes)
+                  "compatible": list(codec.compatible_identities),
                   "config": model.config.to_dict()},
         "sample_rate": model.sample_rate,
         "hop_length": model.hop_length,

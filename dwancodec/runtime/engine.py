@@ -55,6 +55,7 @@ class OrtEngine:
         self.latency_ms = codec.latency_ms
         self.identity = codec.identity
         self.codes_identity = codec.codes_identity
+        self.compatible_identities = codec.compatible_identities
         q = codec.meta.get("quantizer")
         self.quantizer: dict[str, Any] = q if isinstance(q, dict) else {}
 

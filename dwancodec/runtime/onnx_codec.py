@@ -24,7 +24,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "dwancodec.runtime needs onnxruntime: pip install onnxruntime numpy soundfile soxr"
     ) from e
 
-from ..bitstream.container import is_codes_identity
+from ..bitstream.container import check_compatible, is_codes_identity
 from ..bundled import shipped_onnx_dir
 from ..checks import (
     DTYPES,
@@ -106,6 +106,8 @@ def _check_sidecar(meta: dict[str, Any], path: Path) -> None:
     codes = model.get("codes", "")  # absent in graphs exported before codes identities
     if not isinstance(codes, str) or (codes and not is_codes_identity(codes)):
         raise bad(f"model.codes must be 16 lower-case hex digits, got {codes!r:.80}")
+    # absent in sidecars written before the exporter recorded it: no earlier models
+    check_compatible(model.get("compatible", []), f"{path} is corrupt: model.compatible")
     check = integer
     check(meta, "sample_rate", 1, MAX_SAMPLE_RATE)
     hop = check(meta, "hop_length", 1, 1 << 20)
@@ -406,6 +408,13 @@ class OnnxCodec:
         return str(self.meta["model"].get("codes", ""))
 
     @property
+    def compatible_identities(self) -> tuple[str, ...]:
+        """Identities of earlier models whose format-1 ``.dwc`` files this model decodes (same
+        codes): the sidecar's ``model.compatible``, copied at export from the bundle's
+        safetensors metadata (``Codec.compatible_identities``); ``()`` in older exports."""
+        return tuple(self.meta["model"].get("compatible", ()))
+
+    @property
     def sample_rate(self) -> int:
         return int(self.meta["sample_rate"])
 
@@ -616,6 +625,7 @@ class OnnxCodec:
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name, "identity": self.identity, "codes": self.codes_identity,
+            "compatible": list(self.compatible_identities),
             "sample_rate": self.sample_rate,
             "hop_length": self.hop_length, "frame_rate": self.frame_rate,
             "latency_ms": self.latency_ms, "frames_per_step": self.frames_per_step,

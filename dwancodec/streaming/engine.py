@@ -51,6 +51,7 @@ class TorchEngine:
         self.latency_ms = float(codec.latency_ms)
         self.identity = codec.identity()
         self.codes_identity = codec.codes_identity()
+        self.compatible_identities = tuple(codec.compatible_identities)
         q = codec.config.quantizer
         self.quantizer: dict[str, Any] = {"kind": q.kind, "levels": list(q.levels)}
 
