@@ -72,3 +72,16 @@ def test_peers_report_puts_ratios_first() -> None:
     text = peers.report(res)
     assert text.index("Ratios") < text.index("Absolute")
     assert "15.0x faster than Mimi (step)" in text
+
+
+def test_file_coding_runs_the_real_commands_on_both_engines() -> None:
+    """benchmarks/file_coding.py on the shipped model, 2 s: both engines' files decode to the
+    input's length and their codes agree except at rounding ties (a handful of frames)."""
+    files = _load("file_coding")
+    r = files.measure(None, files.DEMO, 2.0, 1, ["onnx", "torch"], 1, None)
+    assert set(r["decoded_samples"].values()) == {r["samples"]} == {32000}
+    for cell in r["cells"].values():
+        assert all(v > 0 for series in cell.values() for v in series)
+    assert r["codes"]["frames"] == 100 and r["codes"]["frames_differing"] <= 5
+    text = files.report(r)
+    assert "| onnx |" in text and "| torch |" in text and "(input 32000: equal)" in text
