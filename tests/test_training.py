@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dwancodec.model import Codec
 from dwancodec.streaming import StreamingDecoder, StreamingEncoder
 from dwancodec.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from dwancodec.training.config import DEFAULT_LOSS_WEIGHTS, TrainConfig, build_train_config
-from dwancodec.training.trainer import Trainer, encoder_side_parameters
+from dwancodec.training.trainer import Trainer, encoder_side_parameters, stage_items
 
 DATA = str(Path(__file__).parent / "data")
 REPO = Path(__file__).parent.parent
@@ -375,6 +377,24 @@ def test_perceptual_min_stages_keeps_pesq_and_stoi_off_the_low_stage_items(
     assert float(none["pesq"].detach()) == 0 and none["pesq"].requires_grad
     with pytest.raises(ValueError, match="perceptual_min_stages"):
         TrainConfig(perceptual_min_stages=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 8), min_size=1, max_size=12), st.integers(1, 9),
+       st.integers(0, 9))
+def test_stage_items_is_the_bounded_stage_count(counts: list[int], at_least: int,
+                                                at_most: int) -> None:
+    """One rule picks the items of the mel guard (at most) and the perceptual losses (at
+    least): the items whose stage count is in the bounds; None where nothing is bounded."""
+    n_active = torch.tensor(counts)
+    items = stage_items(n_active, at_least=at_least, at_most=at_most)
+    if at_least <= 1 and at_most <= 0:
+        assert items is None
+        return
+    assert items is not None
+    want = [at_least <= c and (at_most <= 0 or c <= at_most) for c in counts]
+    assert items.tolist() == want
+    assert stage_items(None, at_least=at_least, at_most=at_most) is None
 
 
 def test_stoi_loss_reaches_the_trainer_only_when_weighted(tmp_path: Path) -> None:

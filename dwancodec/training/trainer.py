@@ -191,6 +191,21 @@ def validation_batch(cfg: TrainConfig, hop: int) -> Tensor:
     return validation_segments(corpus, cfg.val_segments, seg)
 
 
+
+def stage_items(n_active: Tensor | None, at_least: int = 1, at_most: int = 0) -> Tensor | None:
+    """``[B]`` bool: the batch items decoded with ``at_least`` .. ``at_most`` stages
+    (``at_most`` 0: no upper bound), from ``n_active`` (``[B]``, stages per item under
+    quantizer dropout). ``None`` where every item counts: no bound set (1, 0) or no stage
+    counts given. E.g. ``n_active = [1, 3, 8]``: ``at_least=3`` -> ``[F, T, T]``,
+    ``at_most=2`` -> ``[T, F, F]``. The rule of ``mel_guard_max_stages`` and
+    ``perceptual_min_stages``, in one place."""
+    if n_active is None or (at_least <= 1 and at_most <= 0):
+        return None
+    items = n_active >= at_least
+    if at_most > 0:
+        items = items & (n_active <= at_most)
+    return items
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs/resumes training."""
 
@@ -376,8 +391,7 @@ class Trainer:
         if "stft_hr" in on:
             losses["stft_hr"] = self.stft_hr_loss(fake, audio, spectra)
         if "mel_guard" in on:  # (built when its weight is above 0)
-            low = self.cfg.mel_guard_max_stages
-            items = n_active <= low if low > 0 and n_active is not None else None
+            items = stage_items(n_active, at_most=self.cfg.mel_guard_max_stages)
             losses["mel_guard"] = self.mel_guard_loss(fake, audio, spectra, items)
         if "lowband" in on:
             losses["lowband"] = self.lowband_loss(fake, audio, spectra)
@@ -389,8 +403,7 @@ class Trainer:
             losses |= self.phase_loss(fake, audio, spectra)
         if "frame_mod" in on:
             losses["frame_mod"] = self.frame_mod_loss(fake, audio)
-        high = (n_active >= self.cfg.perceptual_min_stages
-                if self.cfg.perceptual_min_stages > 1 and n_active is not None else None)
+        high = stage_items(n_active, at_least=self.cfg.perceptual_min_stages)
         for name, loss in (("pesq", self.pesq_loss), ("stoi", self.stoi_loss)):
             if name not in on:  # (each is built when its weight is above 0)
                 continue
