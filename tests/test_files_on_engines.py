@@ -212,6 +212,34 @@ def test_shipped_model_encodes_and_decodes_without_torch(tmp_path: Path) -> None
     assert sf.info(wav).frames == 64000 and "ONNX Runtime" in r.stdout
 
 
+
+@needs_shipped
+def test_int8_encode_writes_the_float_models_codes_within_the_contract(tmp_path: Path) -> None:
+    """``encode --int8`` (torch-free) writes a file named for the model and its codes, since
+    the int8 encoder codes into the same quantizer (codes identity unchanged); the float
+    engine decodes it; its codes differ from float32's in some frames (another coding within
+    the contract, not a bit-identical one) and its decode stays near the float file's."""
+    meta = json.loads((default_model_dir() / "onnx" / SIDECAR).read_text())
+    if not meta.get("int8", {}).get("passed"):
+        pytest.skip("the shipped model has no int8 graphs")
+    q, f = tmp_path / "q.dwc", tmp_path / "f.dwc"
+    for path, extra in ((q, ["--int8"]), (f, [])):
+        r = cli_without_torch("encode", SPEECH, path, *extra)
+        assert r.returncode == 0, r.stderr
+        assert ("ONNX Runtime int8" in r.stdout) == bool(extra), r.stdout
+    hq, hf = bs.read_dwc(q).header, bs.read_dwc(f).header
+    assert (hq.model, hq.codes, hq.length) == (hf.model, hf.codes, hf.length)
+    cq, cf = bs.read_dwc(q).codes(), bs.read_dwc(f).codes()
+    assert cq.shape == cf.shape and not np.array_equal(cq, cf)
+    assert (cq[0] == cf[0]).mean() > 0.5  # the first stage mostly agrees
+    for path in (q, f):
+        r = cli_without_torch("decode", path, path.with_suffix(".wav"))
+        assert r.returncode == 0, r.stderr
+    a, _ = sf.read(q.with_suffix(".wav"), dtype="float32")
+    b, _ = sf.read(f.with_suffix(".wav"), dtype="float32")
+    assert a.shape == b.shape == (64000,)
+    assert abs(float(np.sqrt(np.mean(a ** 2))) / float(np.sqrt(np.mean(b ** 2))) - 1) < 0.2
+
 # The Python file API -----------------------------------------------------------------------
 def test_file_api_takes_a_codec_an_onnx_codec_or_an_engine(bundle: Path, tmp_path: Path
                                                             ) -> None:
