@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/file_coding.py                         # the shipped model, 60 s, 3 reps
     python benchmarks/file_coding.py --model DIR --seconds 300 --reps 5 --out results/files
+    python benchmarks/file_coding.py --backends onnx,onnx-steps   # block vs step graphs
 
 What a user of the command waits for and what it holds: each rep runs the real command in a
 fresh process (``python -m dwancodec.cli``), so the figures include the interpreter, the
@@ -12,8 +13,13 @@ records the wall time and the peak resident memory of that process (``os.wait4``
 ``ru_maxrss``). The backends' reps are interleaved, so a loaded machine loads each alike:
 compare the rows of one run.
 
-It also reports how far the two engines' codes agree: the codes of one engine's file against
-the other's, frame by frame (they differ only where a latent sits at a rounding tie, README
+Cells (``--backends``): ``onnx`` (ONNX Runtime as ``--backend onnx`` runs it: files on the
+block graphs of ``MODEL/onnx/blocks/`` where the model has them), ``onnx-steps`` (the same
+engine on the step graphs alone, one frame per call: a temporary copy of the model without
+``onnx/blocks/``, i.e. what the commands ran before block graphs shipped) and ``torch``.
+
+It also reports how far the cells' codes agree: the codes of each cell's file against the
+first cell's, frame by frame (they differ only where a latent sits at a rounding tie, README
 "How it works"), and that each decode has the input's length.
 
 The input is a clip (default: the shipped French demo clip) and its time reverse, tiled to
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +44,19 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "dwancodec" / "assets" / "demo" / "speech_fr.flac"
+CELLS = ("onnx", "onnx-steps", "torch")
+
+
+def steps_only_model(model: str | None, out: Path) -> Path:
+    """A copy of ``model`` (default: the shipped one) without ``onnx/blocks/``: the same
+    weights and step graphs, so files are coded one frame per call. Copied, not linked: the
+    runtime opens only graph files inside the folder its sidecar is in."""
+    # not dwancodec.api, which imports torch: a child's peak RSS counts this process's at fork
+    from dwancodec.bundled import default_model_dir
+
+    src = Path(model) if model else default_model_dir()
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("blocks"))
+    return out
 
 
 def tiled_clip(clip: Path, seconds: float, out: Path) -> tuple[int, int]:
@@ -75,29 +95,44 @@ def measure(model: str | None, clip: Path, seconds: float, reps: int, backends: 
         d = Path(tmp)
         wav = d / "input.wav"
         n, sr = tiled_clip(clip, seconds, wav)
-        common = ["--threads", str(threads), "--quiet"] + (["--model", model] if model else [])
+        unknown = sorted(set(backends) - set(CELLS))
+        if unknown:
+            raise ValueError(f"unknown cell(s) {unknown}; expected some of {CELLS}")
+        steps_model = str(steps_only_model(model, d / "steps-only")) \
+            if "onnx-steps" in backends else None
+
+        def common(b: str) -> list[str]:
+            m = steps_model if b == "onnx-steps" else model
+            return ["--backend", b.removesuffix("-steps"), "--threads", str(threads),
+                    "--quiet"] + (["--model", m] if m else [])
+
         times: dict[str, dict[str, list[float]]] = {
             b: {"encode_s": [], "decode_s": [], "encode_mb": [], "decode_mb": []}
             for b in backends}
         for _ in range(reps):
             for b in backends:
-                enc = ["encode", str(wav), str(d / f"{b}.dwc"), "--backend", b, *common]
+                enc = ["encode", str(wav), str(d / f"{b}.dwc"), *common(b)]
                 if n_q is not None:
                     enc += ["--n-q", str(n_q)]
                 s, mb = run_command(enc)
                 times[b]["encode_s"].append(s)
                 times[b]["encode_mb"].append(mb)
                 s, mb = run_command(["decode", str(d / f"{b}.dwc"), str(d / f"{b}.wav"),
-                                     "--backend", b, *common])
+                                     *common(b)])
                 times[b]["decode_s"].append(s)
                 times[b]["decode_mb"].append(mb)
         codes = {b: read_dwc(d / f"{b}.dwc").codes() for b in backends}
         lengths = {b: sf.info(str(d / f"{b}.wav")).frames for b in backends}
     agree = None
-    if len(backends) == 2:
-        a, b = (codes[k] for k in backends)
-        same = (a == b).all(axis=0) if a.shape == b.shape else np.zeros(0, bool)
-        agree = {"frames": int(a.shape[-1]), "frames_differing": int((~same).sum())}
+    if len(backends) >= 2:  # each cell's codes against the first cell's
+        ref = codes[backends[0]]
+        differing = {}
+        for b in backends[1:]:
+            same = (codes[b] == ref).all(axis=0) if codes[b].shape == ref.shape \
+                else np.zeros(0, bool)
+            differing[b] = int(ref.shape[-1] - same.sum())
+        agree = {"reference": backends[0], "frames": int(ref.shape[-1]),
+                 "frames_differing": differing}
     return {"seconds": seconds, "samples": n, "sample_rate": sr, "reps": reps,
             "threads": threads, "clip": str(clip), "model": model or "shipped default",
             "cells": times, "decoded_samples": lengths, "codes": agree}
@@ -122,8 +157,12 @@ def report(r: dict[str, Any]) -> str:
                  + f" (input {r['samples']}: {equal})")
     if r["codes"] is not None:
         c = r["codes"]
-        lines.append(f"codes: {c['frames_differing']} of {c['frames']} frames differ between "
-                     "the two engines' files (rounding ties)")
+        lines.append(f"codes against {c['reference']}'s file, frames differing (rounding "
+                     "ties): " + ", ".join(f"{b} {k} of {c['frames']}"
+                                           for b, k in c["frames_differing"].items()))
+    if "onnx-steps" in r["cells"]:
+        lines.append("onnx-steps: the same ONNX engine on the step graphs alone (one frame per "
+                     "call; the model copied without onnx/blocks/)")
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +172,9 @@ def main() -> int:
     p.add_argument("--clip", type=Path, default=DEMO, help="speech clip to tile")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--backends", default="onnx,torch")
+    p.add_argument("--backends", default=",".join(CELLS),
+                   help="cells, interleaved: onnx (block graphs where the model has them), "
+                        "onnx-steps (step graphs only), torch (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-q", type=int, default=None, help="stages (default: all)")
     p.add_argument("--out", type=Path, help="folder for file_coding.md and .json")

@@ -4,6 +4,7 @@ Torch-free (the ONNX runtime uses it too). Layout under ``dwancodec/assets/``::
 
     default/config.json, default/model.safetensors   the default model (torch)
     default/onnx/                                     its exported step graphs (ONNX Runtime)
+    default/onnx/blocks/                              the same at 25 frames per call (files)
     demo/speech_fr.flac                               the demo clip (demo/ATTRIBUTION.md)
 """
 

@@ -122,7 +122,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export streaming step graphs to ONNX")
+    p = sub.add_parser(
+        "export", help="export streaming step graphs to ONNX",
+        description="Write OUT/encoder_step.onnx, OUT/decoder_step.onnx and their sidecar "
+                    "(dwancodec_onnx.json), plus, by default, OUT/blocks/: the same model "
+                    "exported at --block-frames frames per call (float32, own sidecar), on "
+                    "which encode/decode code whole .dwc files faster; live use keeps the step "
+                    "graphs.")
     p.add_argument("--model", default=None, help="model bundle (default: shipped model)")
     p.add_argument("--config", default=None,
                    help="export a randomly initialised named config instead of a bundle")
@@ -144,6 +150,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8-data", default=None,
                    help="speech folder for the int8 contract (default: $DWANCODEC_VAL_DIR or "
                         "../shared/data/val-16k)")
+    p.add_argument("--block-frames", type=int, default=25,  # export.DEFAULT_BLOCK_FRAMES (torch)
+                   help="frames per call of the block graphs in OUT/blocks/, which code whole "
+                        "files (default: %(default)s; none are made where it is not above "
+                        "--frames-per-step)")
+    p.add_argument("--no-blocks", action="store_true",
+                   help="no OUT/blocks/ (files are then coded on the step graphs, slower)")
     _handler(p, "dwancodec.export.command:run")
 
 

@@ -23,7 +23,7 @@ needs (:class:`dwancodec.streaming.engine.TorchEngine` or
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -401,9 +401,13 @@ def _bundle_identity(model: str | Path | None) -> str | None:
     return ident if isinstance(ident, str) else None
 
 
+PURPOSES = ("stream", "files")
+
+
 def open_engine(backend: str = "auto", model: str | Path | None = None,
                 onnx_dir: str | Path | None = None, device: str = "cpu", threads: int = 1,
-                numpy_output: bool = True, int8: bool = False) -> tuple[Engine, str | None]:
+                numpy_output: bool = True, int8: bool = False, purpose: str = "stream",
+                note: Callable[[str], None] | None = None) -> tuple[Engine, str | None]:
     """The engine ``backend`` names, and a note saying why ``auto`` chose torch although the
     model has graphs (else ``None``).
 
@@ -414,9 +418,18 @@ def open_engine(backend: str = "auto", model: str | Path | None = None,
     ``threads`` torch threads. ``int8``: the ONNX Runtime engine on the graphs' int8 variant
     (export keeps one only where it meets its accuracy contract, PESQ-WB within 0.05 of
     float32); a ``ValueError`` where there is none or the engine would be torch.
+
+    ``purpose``: ``"stream"`` (live, roundtrip, demo: the step graphs, one frame of latency)
+    or ``"files"`` (whole ``.dwc`` files: on ONNX Runtime, the block graphs of
+    ``GRAPHS/blocks/`` where the export has them, by the rule of
+    :func:`dwancodec.runtime.whole_signal_graphs`; float32 only, so ``int8`` keeps the int8
+    step graphs). ``note(msg)`` hears why block graphs were ignored (default: a warning).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown purpose {purpose!r} ({', '.join(PURPOSES)})")
+    files = purpose == "files"
     if int8 and backend == "torch":
         raise ValueError("--int8 runs the ONNX Runtime engine's int8 graphs; it cannot be "
                          "combined with --backend torch")
@@ -428,11 +441,11 @@ def open_engine(backend: str = "auto", model: str | Path | None = None,
                 raise ValueError("--backend onnx needs graphs: --onnx-dir DIR (a folder made by "
                                  "`dwancodec export`), or a model folder with onnx/ inside; "
                                  f"{'the default model' if model is None else model} has none")
-            return _ort_engine(graphs, threads, int8), None
+            return _ort_engine(graphs, threads, int8, files, note), None
         if graphs is not None:  # no graphs: torch, as expected (no note)
             why = _ort_unusable(graphs, model, onnx_dir, device)
             if why is None:
-                return _ort_engine(graphs, threads, int8), None
+                return _ort_engine(graphs, threads, int8, files, note), None
         if int8:  # asked for int8 graphs: falling back to torch would be a silent change
             raise ValueError("--int8 needs the model's ONNX graphs on the ONNX Runtime engine: "
                              + (why or f"{'the default model' if model is None else model} "
@@ -508,17 +521,23 @@ def _ort_unusable(graphs: Path, model: str | Path | None, onnx_dir: str | Path |
     return None
 
 
-def _ort_engine(graphs: Path, threads: int, int8: bool = False) -> Engine:
+def _ort_engine(graphs: Path, threads: int, int8: bool = False, files: bool = False,
+                note: Callable[[str], None] | None = None) -> Engine:
+    """The ONNX Runtime engine on ``graphs`` (``files``: on its block graphs where it has them;
+    the identity of ``graphs`` is what the caller checked against the weights, and the block
+    graphs are checked against ``graphs``)."""
     if not graphs.is_dir():
         raise FileNotFoundError(f"ONNX folder not found: {graphs}")
     try:
-        from .runtime import OnnxCodec, OrtEngine
+        from .runtime import OnnxCodec, OrtEngine, whole_signal_graphs
     except ImportError as e:  # onnxruntime missing
         raise ValueError(f"the onnx backend needs onnxruntime ({e}); pip install "
                          "onnxruntime") from None
-    return OrtEngine(OnnxCodec(graphs, num_threads=_threads(threads or 1),
-                               precision="int8" if int8 else "float32"))
+    precision = "int8" if int8 else "float32"
+    if files:  # opened directly: the step graphs' sessions would be loaded for nothing
+        graphs = whole_signal_graphs(graphs, precision, note)
+    return OrtEngine(OnnxCodec(graphs, num_threads=_threads(threads or 1), precision=precision))
 
 
-__all__ = ["BACKENDS", "Engine", "NeedsTorch", "StreamingDecoder", "StreamingEncoder",
-           "as_engine", "choose_n_q", "model_graphs", "open_engine"]
+__all__ = ["BACKENDS", "PURPOSES", "Engine", "NeedsTorch", "StreamingDecoder",
+           "StreamingEncoder", "as_engine", "choose_n_q", "model_graphs", "open_engine"]

@@ -11,8 +11,10 @@ the rounded model), and ``onnx/``: the streaming step pair exported from exactly
 (``dwancodec export``), whose float16-exact initializers are stored as float16 too (lossless,
 see ``dwancodec.export.store_exact_half``), plus their int8 variant where it meets its accuracy
 contract on the validation speech (``--int8-data``; PESQ-WB within 0.05 of float32, see
-``dwancodec.export.quantize``). Prints the sizes and how much the rounding moved the decoded
-audio on a test clip.
+``dwancodec.export.quantize``), and ``onnx/blocks/``: the same weights exported at 25 frames
+per call (float32, its own sidecar), on which ``dwancodec encode`` / ``decode`` code whole
+files (``dwancodec.runtime.whole_signal_graphs``). Prints the sizes and how much the rounding
+moved the decoded audio on a test clip.
 
 Where the new model has the codes of a model it replaces (``--previous``, repeatable; by
 default the one installed at ``--out``: a decoder-only update), it lists that model and the
@@ -32,7 +34,7 @@ import torch
 
 from dwancodec.api import default_model_dir
 from dwancodec.audio import load_audio
-from dwancodec.export import export_onnx
+from dwancodec.export import DEFAULT_BLOCK_FRAMES, export_onnx
 from dwancodec.export.quantize import DEFAULT_VAL_DIR
 from dwancodec.model import Codec
 
@@ -76,7 +78,7 @@ def main() -> int:
         print(f"codes {half.codes_identity()}; decodes format-1 files of: "
               f"{', '.join(half.compatible_identities) or '(no earlier model)'}")
         export_onnx(half, stage / "onnx", try_offline=False, int8=True,
-                    int8_data=args.int8_data, log=print)
+                    int8_data=args.int8_data, block_frames=DEFAULT_BLOCK_FRAMES, log=print)
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(stage, out)
     codes_changed, audio_diff = rounding_effect(full, half)

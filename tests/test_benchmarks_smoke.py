@@ -75,13 +75,18 @@ def test_peers_report_puts_ratios_first() -> None:
 
 
 def test_file_coding_runs_the_real_commands_on_both_engines() -> None:
-    """benchmarks/file_coding.py on the shipped model, 2 s: both engines' files decode to the
-    input's length and their codes agree except at rounding ties (a handful of frames)."""
+    """benchmarks/file_coding.py on the shipped model, 2 s: the block graphs', the step
+    graphs' and torch's files decode to the input's length and their codes agree except at
+    rounding ties (a handful of frames)."""
     files = _load("file_coding")
-    r = files.measure(None, files.DEMO, 2.0, 1, ["onnx", "torch"], 1, None)
+    r = files.measure(None, files.DEMO, 2.0, 1, ["onnx", "onnx-steps", "torch"], 1, None)
     assert set(r["decoded_samples"].values()) == {r["samples"]} == {32000}
     for cell in r["cells"].values():
         assert all(v > 0 for series in cell.values() for v in series)
-    assert r["codes"]["frames"] == 100 and r["codes"]["frames_differing"] <= 5
+    c = r["codes"]
+    assert (c["reference"], c["frames"]) == ("onnx", 100)
+    assert set(c["frames_differing"]) == {"onnx-steps", "torch"}
+    assert all(v <= 5 for v in c["frames_differing"].values())
     text = files.report(r)
-    assert "| onnx |" in text and "| torch |" in text and "(input 32000: equal)" in text
+    assert "| onnx |" in text and "| onnx-steps |" in text and "| torch |" in text
+    assert "(input 32000: equal)" in text

@@ -61,24 +61,33 @@ def choose_n_q(codec: Codec | Engine, n_q: int | None = None,
                       bitrate_kbps)
 
 
-def engine_from_args(args: argparse.Namespace, note: Notify) -> Engine:
+def engine_from_args(args: argparse.Namespace, note: Notify, purpose: str = "stream"
+                     ) -> Engine:
     """The engine ``--backend`` names (``auto``: ONNX Runtime when the model has graphs; a
-    note says why it fell back to torch), with ``--threads`` threads."""
+    note says why it fell back to torch), with ``--threads`` threads. ``purpose``:
+    ``"stream"`` (the step graphs) or ``"files"`` (whole files: the block graphs where the
+    model has them; :func:`dwancodec.engine.open_engine`)."""
     threads = getattr(args, "threads", None)
     threads = check_threads(1 if threads is None else threads, "--threads")  # 0 is refused
     engine, why = open_engine(getattr(args, "backend", None) or "auto", args.model, None,
                               getattr(args, "device", "cpu") or "cpu", threads,
-                              int8=bool(getattr(args, "int8", False)))
+                              int8=bool(getattr(args, "int8", False)), purpose=purpose,
+                              note=note)
     if why is not None:
         note(f"torch engine: {why}")
     return engine
 
 
 def engine_label(engine: Engine) -> str:
+    """``torch``, ``ONNX Runtime`` or ``ONNX Runtime int8``; graphs of more than one frame per
+    call (the block graphs files are coded on) add how many, e.g. ``ONNX Runtime, 25 frames
+    per call``."""
     if engine.name != "onnx":
         return "torch"
     int8 = getattr(getattr(engine, "codec", None), "precision", "float32") == "int8"
-    return "ONNX Runtime int8" if int8 else "ONNX Runtime"
+    label = "ONNX Runtime int8" if int8 else "ONNX Runtime"
+    k = engine.frames_per_step
+    return label if k == 1 else f"{label}, {k} frames per call"
 
 
 def engine_threads(engine: Engine, args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from .files import STDIO, decode_file
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    engine = engine_from_args(args, notifier(args))
+    engine = engine_from_args(args, notifier(args), purpose="files")  # block graphs if any
     t0 = time.perf_counter()
     h = decode_file(engine, args.input, args.output, getattr(args, "sample_rate", None),
                     not args.quiet)

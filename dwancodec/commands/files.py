@@ -157,21 +157,36 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     return pa.exists() and pb.exists() and pa.samefile(pb)
 
 
+def file_engine(codec: Codec | OnnxCodec | Engine | str | Path) -> Engine:
+    """The engine a whole file is coded on: an :class:`~dwancodec.runtime.OnnxCodec` (or an
+    exported folder) codes it on its block graphs where its export has them
+    (:meth:`~dwancodec.runtime.OnnxCodec.whole_signal_codec`: many frames per call, the same
+    codes but at rounding ties); a torch ``Codec`` or an engine as given
+    (:func:`~dwancodec.engine.as_engine`): an engine is what its caller chose to run."""
+    if isinstance(codec, (str, Path)):
+        from ..runtime import OnnxCodec
+
+        codec = OnnxCodec(codec)
+    whole = getattr(codec, "whole_signal_codec", None)
+    return as_engine(whole() if callable(whole) else codec)
+
+
 def encode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, output_path: str | Path,
                 n_q: int | None = None, notify: Notify | None = None,
                 progress: bool = False) -> Header:
     """Encode an audio file to ``.dwc`` through the streaming encoder, blockwise.
 
     ``codec``: a torch :class:`~dwancodec.model.Codec`, an
-    :class:`~dwancodec.runtime.OnnxCodec` or any :class:`~dwancodec.engine.Engine`
-    (:func:`~dwancodec.engine.as_engine`). ``input_path`` / ``output_path`` may be ``-``
-    (standard input / output); an output that is a FIFO or a character device is written in
-    place, a regular one atomically. ``n_q``: stages (default all the encoder makes). Returns
-    the final header (:meth:`Header.for_engine`: the model and codes identities). The codes
-    ``[n_q, F]`` are the engine's streaming encoder's; for a torch ``Codec`` they equal
-    ``codec.encode(load_audio(input, sr), n_q)``, and the engines agree but at rounding ties.
+    :class:`~dwancodec.runtime.OnnxCodec` (coded on its block graphs where it has them,
+    :func:`file_engine`) or any :class:`~dwancodec.engine.Engine`. ``input_path`` /
+    ``output_path`` may be ``-`` (standard input / output); an output that is a FIFO or a
+    character device is written in place, a regular one atomically. ``n_q``: stages (default
+    all the encoder makes). Returns the final header (:meth:`Header.for_engine`: the model and
+    codes identities). The codes ``[n_q, F]`` are the engine's streaming encoder's; for a
+    torch ``Codec`` they equal ``codec.encode(load_audio(input, sr), n_q)``, and the engines
+    (and step and block graphs) agree but at rounding ties.
     """
-    engine = as_engine(codec)
+    engine = file_engine(codec)
     n_q = choose_n_q(engine, n_q)
     if same_file(input_path, output_path):
         raise ValueError(f"output {output_path} would overwrite the input")
@@ -244,7 +259,7 @@ def decode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, outpu
     place; a regular file is written atomically, in the format of its extension, resampled to
     ``sample_rate`` (default: the model's).
     """
-    engine = as_engine(codec)
+    engine = file_engine(codec)
     if sample_rate is not None:
         sample_rate = check_sample_rate(sample_rate, "--sample-rate")
     kind = output_kind(output_path)
@@ -297,4 +312,5 @@ def decode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, outpu
     return h
 
 
-__all__ = ["atomic_output", "decode_file", "encode_file", "output_kind", "read_dwc_input"]
+__all__ = ["atomic_output", "decode_file", "encode_file", "file_engine", "output_kind",
+           "read_dwc_input"]

@@ -5,14 +5,14 @@
 torch-free runtime that drives the graphs.
 """
 
-from .export import SIDECAR, ExportResult, export_onnx
+from .export import BLOCKS, DEFAULT_BLOCK_FRAMES, SIDECAR, ExportResult, export_onnx
 from .graphs import DecoderStepGraph, EncoderStepGraph
 from .passes import rewrite_single_step_convs, store_exact_half
 from .prepare import TableDecode, prepare_for_export, strip_parametrizations
 from .timing import optimize_offline
 from .verify import verify_export
 
-__all__ = ["SIDECAR", "DecoderStepGraph", "EncoderStepGraph", "ExportResult", "TableDecode",
-           "export_onnx", "optimize_offline", "prepare_for_export", "rewrite_single_step_convs",
-           "store_exact_half",
-           "strip_parametrizations", "verify_export"]
+__all__ = ["BLOCKS", "DEFAULT_BLOCK_FRAMES", "SIDECAR", "DecoderStepGraph", "EncoderStepGraph",
+           "ExportResult", "TableDecode", "export_onnx", "optimize_offline", "prepare_for_export",
+           "rewrite_single_step_convs", "store_exact_half", "strip_parametrizations",
+           "verify_export"]

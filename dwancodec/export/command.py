@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .export import SIDECAR, export_onnx
+from .export import DEFAULT_BLOCK_FRAMES, SIDECAR, export_onnx
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +30,13 @@ def run(args: argparse.Namespace) -> int:
         exporter=getattr(args, "exporter", "dynamo"),
         int8=not args.no_optimize and not getattr(args, "no_int8", False),
         int8_data=getattr(args, "int8_data", None), log=note,
+        block_frames=None if getattr(args, "no_blocks", False) else getattr(
+            args, "block_frames", DEFAULT_BLOCK_FRAMES),
     )
     if not quiet:
         for f in result.files:
             print(f"{f}  {f.stat().st_size / 1e6:.2f} MB")
-        print(f"model {result.sidecar['model']['identity']}, sidecar {result.directory / SIDECAR}")
+        print(f"model {result.sidecar['model']['identity']}, sidecar {result.directory / SIDECAR}"
+              + (f"; block graphs ({result.blocks.sidecar['frames_per_step']} frames per call) "
+                 f"in {result.blocks.directory}" if result.blocks is not None else ""))
     return 0

@@ -21,6 +21,12 @@ fixed number of frames per call, the optional full-sequence graphs (``*_full.onn
 one (they are the same step function, so they also carry state). A JSON sidecar
 (:data:`SIDECAR`) describes everything a runtime needs without torch.
 
+``block_frames = N`` adds ``OUT/blocks/`` (:data:`BLOCKS`): a complete second export of the same
+model whose step takes ``N`` frames per call (float32 only, no int8), with its own sidecar, for
+coding whole signals (``.dwc`` files, ``OnnxCodec.encode``); the runtime checks that it names
+the same model and has the same state (``dwancodec.runtime.whole_signal_graphs``). A one-frame
+call per 20 ms spends most of its time in per-call overhead, which long files do not need.
+
 Every export is checked with ``onnx.checker`` and against the torch step on random input before
 anything is written (a mismatch raises ``RuntimeError``).
 
@@ -67,6 +73,8 @@ DECODER_STEP = "decoder_step.onnx"
 ENCODER_FULL = "encoder_full.onnx"
 DECODER_FULL = "decoder_full.onnx"
 EXPORTERS = ("dynamo", "torchscript")
+BLOCKS = "blocks"           # = dwancodec.runtime.onnx_codec.BLOCKS
+DEFAULT_BLOCK_FRAMES = 25   # `dwancodec export`'s default: 0.5 s per call at 50 frames/s
 
 
 @dataclass
@@ -166,10 +174,12 @@ def _state_args(spec: dict[str, StateSpec], batch: int, gen: torch.Generator) ->
 
 @dataclass
 class ExportResult:
-    """Where the graphs went and what the sidecar says."""
+    """Where the graphs went and what the sidecar says (``blocks``: the export in
+    ``blocks/``, if made)."""
 
     directory: Path
     sidecar: dict[str, Any]
+    blocks: ExportResult | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -180,14 +190,30 @@ class ExportResult:
                 out.append(self.directory / g["optimized"])
             if g.get("int8"):
                 out.append(self.directory / g["int8"]["file"])
-        return out
+        return out + (self.blocks.files if self.blocks is not None else [])
+
+
+def _clear_export(out: Path) -> None:
+    """Remove the files an export writes (the sidecar first: a folder without one is
+    incomplete), so that graphs of an earlier export do not linger; ``out/blocks/`` too, and
+    that folder itself once empty. Files that are not an export's are left alone."""
+    for name in (SIDECAR, ENCODER_STEP, DECODER_STEP, ENCODER_FULL, DECODER_FULL):
+        (out / name).unlink(missing_ok=True)
+        (out / name.replace(".onnx", ".ort.onnx")).unlink(missing_ok=True)
+        (out / name.replace(".onnx", ".int8.onnx")).unlink(missing_ok=True)
+    blocks = out / BLOCKS
+    if blocks.is_dir() and not blocks.is_symlink():
+        _clear_export(blocks)
+        with contextlib.suppress(OSError):  # not empty: someone else's files stay
+            blocks.rmdir()
 
 
 def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
                 n_q: int | None = None, full_sequence: bool = False, opset: int = 20,
                 optimize: bool = True, exporter: str = "dynamo", verify: bool = True,
                 try_offline: bool | None = None, int8: bool = False,
-                int8_data: str | Path | None = None, log: Any = None) -> ExportResult:
+                int8_data: str | Path | None = None, block_frames: int | None = None,
+                log: Any = None) -> ExportResult:
     """Write ``encoder_step.onnx``, ``decoder_step.onnx`` (+ ``*_full.onnx``) and the sidecar.
 
     ``frames_per_step``: code frames per step call (audio ``[B, 1, frames_per_step * hop]``).
@@ -200,7 +226,12 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
     ``optimize``). ``verify``: compare with the torch step
     (raises ``RuntimeError`` beyond :data:`CHECK_ATOL`). ``int8``: also write the int8 step
     graphs, kept only if they meet their accuracy contract on the speech of ``int8_data``
-    (:func:`dwancodec.export.quantize.add_int8_variant`). ``log``: callable for progress notes.
+    (:func:`dwancodec.export.quantize.add_int8_variant`). ``block_frames``: also write
+    ``out_dir/blocks/``, the same export (float32, no int8, no full-sequence graphs) at
+    ``block_frames`` frames per call, for coding whole signals; ``None`` (the default here;
+    ``dwancodec export`` makes :data:`DEFAULT_BLOCK_FRAMES`) or a number not above
+    ``frames_per_step`` writes none. Either way a ``blocks/`` of an earlier export is removed.
+    ``log``: callable for progress notes.
     """
     from ..validation import check_n_q
 
@@ -210,6 +241,10 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
         raise ValueError(
             f"frames_per_step must be an integer in [1, 1000], got {frames_per_step!r}"
         )
+    if block_frames is not None and (isinstance(block_frames, bool) or not isinstance(
+            block_frames, int) or not 1 <= block_frames <= 1000):
+        raise ValueError(f"block_frames must be None or an integer in [1, 1000], got "
+                         f"{block_frames!r}")
     enc_n_q = codec.num_codebooks if n_q is None else check_n_q(n_q, codec.num_codebooks)
     if not 17 <= opset <= 23:
         raise ValueError(f"opset must be in [17, 23], got {opset}")
@@ -219,11 +254,7 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    # a folder without a sidecar is incomplete; graphs of an earlier export must not linger
-    for name in (SIDECAR, ENCODER_STEP, DECODER_STEP, ENCODER_FULL, DECODER_FULL):
-        (out / name).unlink(missing_ok=True)
-        (out / name.replace(".onnx", ".ort.onnx")).unlink(missing_ok=True)
-        (out / name.replace(".onnx", ".int8.onnx")).unlink(missing_ok=True)
+    _clear_export(out)  # a folder without a sidecar is incomplete
 
     model = prepare_for_export(codec, tabulate=optimize)
     hop, k, batch = codec.hop_length, frames_per_step, 2
@@ -312,7 +343,18 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
 
         add_int8_variant(out, int8_data, log=say)
         sidecar = json.loads((out / SIDECAR).read_text())
-    return ExportResult(out, sidecar)
+    blocks = None
+    if block_frames is not None and block_frames > k:
+        # the same model and state at more frames per call (whole signals); verified as above
+        say(f"block graphs ({block_frames} frames per call) in {out / BLOCKS}:")
+        blocks = export_onnx(codec, out / BLOCKS, frames_per_step=block_frames, n_q=n_q,
+                             full_sequence=False, opset=opset, optimize=optimize,
+                             exporter=exporter, verify=verify, try_offline=try_offline,
+                             int8=False, log=lambda msg: say(f"  {BLOCKS}/: {msg}"))
+    elif block_frames is not None:
+        say(f"no block graphs: the step graphs already take {k} frame(s) per call "
+            f"(block_frames {block_frames})")
+    return ExportResult(out, sidecar, blocks)
 
 
 def build_sidecar(codec: Codec, model: Codec, graphs: dict[str, dict[str, Any]], *,

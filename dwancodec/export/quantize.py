@@ -109,7 +109,7 @@ def int8_contract(directory: Path, clips: list[Path], seconds: float = 8.0) -> d
     from ..audio import load_audio
     from ..runtime.onnx_codec import OnnxCodec
 
-    f32 = OnnxCodec(directory, use_full_graphs=False)
+    f32 = OnnxCodec(directory, use_full_graphs=False, blocks=False)  # the step graphs
     q8 = OnnxCodec(directory, use_full_graphs=False, precision="int8")
     rate, lat = f32.sample_rate, f32.latency_samples
     scores: dict[str, list[float]] = {"float32": [], "int8": []}

@@ -19,23 +19,29 @@ from __future__ import annotations
 
 from .engine import OrtEngine
 from .onnx_codec import (
+    BLOCKS,
     SIDECAR,
     OnnxCodec,
     StepRunner,
+    check_block_pair,
     load_sidecar,
     session_options,
     shipped_onnx_dir,
+    whole_signal_graphs,
 )
 from .session import OnnxStreamingDecoder, OnnxStreamingEncoder
 
 __all__ = [
+    "BLOCKS",
     "SIDECAR",
     "OnnxCodec",
     "OnnxStreamingDecoder",
     "OnnxStreamingEncoder",
     "OrtEngine",
     "StepRunner",
+    "check_block_pair",
     "load_sidecar",
     "session_options",
     "shipped_onnx_dir",
+    "whole_signal_graphs",
 ]

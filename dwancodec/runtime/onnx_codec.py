@@ -5,6 +5,14 @@ latency-oriented session options (``num_threads`` intra-op threads, default 1; s
 execution; all graph optimizations). Each :class:`StepRunner` owns preallocated input, output
 and double-buffered state arrays bound once with IO binding, so a streaming step allocates
 nothing: the state written by one call is the input of the next.
+
+An export may hold a second, complete export of the same model in ``blocks/`` (:data:`BLOCKS`):
+the same step at many frames per call (25 by default), for whole signals, where a one-frame
+call per 20 ms would cost most of the time in per-call overhead. The streaming state does not
+depend on the frames per call, so the two exports have the same state and the same codes but
+at rounding ties. :func:`whole_signal_graphs` is the one rule that picks the folder a whole
+signal is coded on (``.dwc`` files, :meth:`OnnxCodec.encode` / :meth:`OnnxCodec.decode`); live
+use always runs the step graphs (their latency is one frame).
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +61,10 @@ MAX_STATE_ENTRIES = 4096
 MAX_STATE_ELEMENTS = 1 << 24   # per stream, all state entries together (64 MB of float32)
 MAX_STEP_SAMPLES = 1 << 22     # frames_per_step * hop_length
 BLOCK_FRAMES = 250             # whole-array coding runs the graphs on blocks of this many frames
+BLOCKS = "blocks"              # subfolder: the same model's graphs at many frames per call
+# what must be equal for block graphs to stand in for the step graphs (besides the state)
+PAIR_GEOMETRY = ("sample_rate", "hop_length", "latency_samples", "num_codebooks", "encoder_n_q",
+                 "codebook_size", "latent_dim")
 
 StateSpecs = dict[str, tuple[tuple[int, ...], str]]
 
@@ -192,6 +206,73 @@ def _plain_file_name(name: str) -> bool:
             and not name.startswith("."))
 
 
+def _model_names(meta: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+    m = meta["model"]
+    return str(m["identity"]), str(m.get("codes", "")), tuple(m.get("compatible", ()))
+
+
+def check_block_pair(steps: dict[str, Any], blocks: dict[str, Any], block_dir: str | Path
+                     ) -> str | None:
+    """May the block graphs (sidecar ``blocks``, in ``block_dir``) code whole signals in place
+    of the step graphs (sidecar ``steps``)?
+
+    ``None``: yes. A note (why not) where they name another model: another identity, codes
+    identity or ``compatible`` list (block graphs left behind by an export of another model,
+    say); they are then ignored, which costs only speed. A ``ValueError`` naming the folder
+    where they name the same model but another streaming state (keys, shapes, dtypes) or
+    geometry: the state of a step does not depend on its frames per call, so such a pair is a
+    broken export, never something to run.
+    """
+    mine, theirs = _model_names(steps), _model_names(blocks)
+    if mine != theirs:
+        what = "; ".join(f"{n} {list(b) if n == 'compatible' else b or '(none)'}, not "
+                         f"{list(a) if n == 'compatible' else a or '(none)'}"
+                         for n, a, b in zip(("identity", "codes", "compatible"), mine, theirs,
+                                            strict=True) if a != b)
+        return (f"block graphs in {block_dir} ignored: they name another model than the step "
+                f"graphs ({what}); coding on the step graphs, slower (re-export the model to "
+                "remake them)")
+    for side in ("encoder_state", "decoder_state"):
+        a, b = _specs(steps[side]), _specs(blocks[side])
+        if a != b:
+            diff = sorted(set(a) ^ set(b)) or sorted(k for k in a if a[k] != b[k])
+            raise ValueError(
+                f"{block_dir}: the block graphs' {side.replace('_', ' ')} differs from the step "
+                f"graphs' ({len(a)} vs {len(b)} entries; first difference {diff[0]!r}), but "
+                "the streaming state does not depend on the frames per call: a broken export; "
+                f"re-export the model, or remove {block_dir}")
+    for key in PAIR_GEOMETRY:
+        if steps[key] != blocks[key]:
+            raise ValueError(f"{block_dir}: the block graphs have {key} {blocks[key]}, the step "
+                             f"graphs {steps[key]}: a broken export; re-export the model, or "
+                             f"remove {block_dir}")
+    return None
+
+
+def whole_signal_graphs(directory: str | Path, precision: str = "float32",
+                        note: Callable[[str], None] | None = None) -> Path:
+    """The exported folder a whole signal is coded on (``.dwc`` files, offline
+    ``encode`` / ``decode``): ``directory/blocks/`` where the export has block graphs of the
+    same model that take more frames per call than its step graphs, else ``directory``.
+
+    The one place this choice is made. Block graphs are float32 only, so ``precision="int8"``
+    keeps the (int8) step graphs. No ``blocks/`` folder (exports made with ``--no-blocks`` or
+    before it existed): the step graphs, without a note. Block graphs of another model:
+    ``note(why)`` (default :func:`warnings.warn`) and the step graphs. Block graphs of the same
+    model with another state or geometry: ``ValueError`` (:func:`check_block_pair`).
+    """
+    d = Path(directory)
+    b = d / BLOCKS
+    if precision == "int8" or not (b / SIDECAR).is_file():
+        return d
+    steps, blocks = load_sidecar(d), load_sidecar(b)
+    why = check_block_pair(steps, blocks, b)
+    if why is not None:
+        (note or (lambda m: warnings.warn(m, stacklevel=3)))(why)
+        return d
+    return b if blocks["frames_per_step"] > steps["frames_per_step"] else d
+
+
 def session_options(num_threads: int = 1, optimization: str = "all") -> ort.SessionOptions:
     """Latency-oriented options: ``num_threads`` intra-op threads, sequential execution."""
     num_threads = check_threads(num_threads, "num_threads")
@@ -280,14 +361,24 @@ class OnnxCodec:
     Streaming: :meth:`streaming_encoder` / :meth:`streaming_decoder` (the sessions of
     :mod:`dwancodec.engine` over :meth:`engine`). Steps on explicit state: :meth:`encoder_step` /
     :meth:`decoder_step` with :meth:`initial_encoder_state` / :meth:`initial_decoder_state`.
+
+    ``blocks``: whole signals (:meth:`encode`, :meth:`decode` without full-sequence graphs, and
+    ``.dwc`` files through :func:`dwancodec.commands.files.encode_file`) run on the export's
+    block graphs where it has them (:meth:`whole_signal_codec`); ``False`` keeps them on the
+    step graphs. Streaming sessions always run the step graphs.
     """
 
     def __init__(self, directory: str | Path | None = None, num_threads: int = 1,
                  use_full_graphs: bool = True, optimization: str = "all",
-                 precision: str = "float32") -> None:
+                 precision: str = "float32", blocks: bool = True) -> None:
         if precision not in ("float32", "int8"):
             raise ValueError(f"precision must be 'float32' or 'int8', got {precision!r}")
+        if not isinstance(blocks, bool):
+            raise ValueError(f"blocks must be True or False, got {blocks!r}")
         self.precision = precision  # "int8": the export's int8 step graphs where it has them
+        self.blocks = blocks
+        self.optimization = optimization
+        self._whole: OnnxCodec | None = None  # opened by whole_signal_codec() on first use
         if directory is None:
             directory = shipped_onnx_dir()
             if not (directory / SIDECAR).exists():
@@ -541,6 +632,24 @@ class OnnxCodec:
         return dict(zip(names, sess.run(names, feeds), strict=True))
 
     # Whole arrays -------------------------------------------------------------------------------
+    def whole_signal_codec(self) -> OnnxCodec:
+        """The codec whole signals are coded on: the block graphs of ``directory/blocks/``
+        (same model, same state, ``k > 1`` frames per call; opened once, with this codec's
+        threads) where :func:`whole_signal_graphs` picks them, else this codec (no
+        ``blocks/``, ``blocks=False``, or int8 precision: block graphs are float32 only).
+
+        Their codes equal the step graphs' but at rounding ties (README "How it works"), and
+        their audio agrees to float32 rounding; a stale ``blocks/`` of another model is
+        ignored with a warning.
+        """
+        if self._whole is None:
+            d = whole_signal_graphs(self.directory, self.precision) if self.blocks \
+                else self.directory
+            self._whole = self if d == self.directory else OnnxCodec(
+                d, self.num_threads, use_full_graphs=False, optimization=self.optimization,
+                blocks=False)
+        return self._whole
+
     def _as_batch(self, audio: str | Path | np.ndarray, sample_rate: int | None) -> np.ndarray:
         """A file (read at the model rate) or an array in an offline layout -> ``[B, T]``."""
         from ..audio import load_audio, resample
@@ -566,8 +675,10 @@ class OnnxCodec:
         ``[B, 1, T]`` -> codes ``[B, n_q, ceil(T / hop)]`` (``B = 1`` but for ``[B, 1, T]``).
 
         Arrays are at the model rate unless ``sample_rate`` says otherwise; integer PCM is
-        scaled to ``[-1, 1]``. Long inputs run in blocks (bounded memory). Equals streaming the
-        signal through :meth:`streaming_encoder`.
+        scaled to ``[-1, 1]``. Long inputs run in blocks (bounded memory) on the full-sequence
+        graphs where exported, else the signal is streamed through :meth:`whole_signal_codec`
+        (the block graphs where the export has them). Equals streaming the signal through
+        :meth:`streaming_encoder` (but at rounding ties where the graphs differ).
         """
         n_q = self.encoder_n_q if n_q is None else check_n_q(n_q, self.encoder_n_q)
         x = self._as_batch(audio, sample_rate)
@@ -581,14 +692,15 @@ class OnnxCodec:
                 codes, _, state = self.encoder_step(x[..., i:i + block], state, n_q)
                 out.append(codes)
             return np.concatenate(out, axis=-1)
-        enc = self.streaming_encoder(x.shape[0], n_q)
+        enc = StreamingEncoder(OrtEngine(self.whole_signal_codec()), x.shape[0], n_q)
         return np.concatenate([enc.push(x), enc.flush()], axis=-1)
 
     def decode(self, codes: np.ndarray, length: int | None = None) -> np.ndarray:
         """Codes ``[B, n_q, F]`` (or ``[n_q, F]``) -> audio ``[B, F * hop]`` float32.
 
         ``length`` (``None`` or an integer ``>= 0``) trims the output to that many samples.
-        Long inputs run in blocks (bounded memory).
+        Long inputs run in blocks (bounded memory) on the full-sequence graphs where exported,
+        else through :meth:`whole_signal_codec` (the block graphs where the export has them).
         """
         length = check_length(length)
         if isinstance(codes, np.ndarray) and codes.ndim == 2:
@@ -604,7 +716,7 @@ class OnnxCodec:
                 out.append(audio[:, 0])
             audio = np.concatenate(out, axis=-1)
         else:
-            dec = self.streaming_decoder(codes.shape[0])
+            dec = StreamingDecoder(OrtEngine(self.whole_signal_codec()), codes.shape[0])
             audio = np.concatenate([dec.push(codes), dec.flush()], axis=-1)
         return audio if length is None else audio[:, :length]
 
