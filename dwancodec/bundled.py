@@ -15,6 +15,12 @@ from pathlib import Path
 
 DEMO_CLIP = "speech_fr.flac"
 
+# The layout of an export (`dwancodec export`, torch) that the runtime, the engine chooser and
+# the web page read without torch: one definition each.
+SIDECAR = "dwancodec_onnx.json"  # the sidecar JSON beside the graphs
+BLOCKS = "blocks"                # subfolder: the same model's graphs at many frames per call
+DEFAULT_BLOCK_FRAMES = 25        # `dwancodec export`'s default: 0.5 s per call at 50 frames/s
+
 
 def assets_dir() -> Path:
     return Path(str(resources.files("dwancodec"))) / "assets"

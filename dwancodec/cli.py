@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 
+from .bundled import DEFAULT_BLOCK_FRAMES  # dependency-free: the CLI stays light
+
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
 # Exceptions that mean "the input or the request was wrong", shown without a traceback.
@@ -150,7 +152,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8-data", default=None,
                    help="speech folder for the int8 contract (default: $DWANCODEC_VAL_DIR or "
                         "../shared/data/val-16k)")
-    p.add_argument("--block-frames", type=int, default=25,  # export.DEFAULT_BLOCK_FRAMES (torch)
+    p.add_argument("--block-frames", type=int, default=DEFAULT_BLOCK_FRAMES,
                    help="frames per call of the block graphs in OUT/blocks/, which code whole "
                         "files (default: %(default)s; none are made where it is not above "
                         "--frames-per-step)")

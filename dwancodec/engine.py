@@ -30,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from . import lengths
+from .bundled import SIDECAR
 from .checks import check_batch_size, check_n_q
 
 Streams = Sequence[int] | Sequence[bool] | np.ndarray | Any | None  # Any: a torch tensor
@@ -362,7 +363,6 @@ class StreamingDecoder:
 
 # Choosing an engine: ONNX Runtime where the model has graphs ---------------------------------
 BACKENDS = ("auto", "onnx", "torch")
-SIDECAR = "dwancodec_onnx.json"  # the sidecar of an export (dwancodec.runtime.SIDECAR)
 
 
 def model_graphs(model: str | Path | None = None) -> Path | None:
@@ -450,14 +450,7 @@ def open_engine(backend: str = "auto", model: str | Path | None = None,
             raise ValueError("--int8 needs the model's ONNX graphs on the ONNX Runtime engine: "
                              + (why or f"{'the default model' if model is None else model} "
                                        "has no graphs"))
-    from .bundled import default_model_dir
-
-    if model is None and not (default_model_dir() / "model.safetensors").exists():
-        raise FileNotFoundError(
-            f"the default model is not installed (expected a bundle at {default_model_dir()}); "
-            "pass a model bundle folder with --model DIR")
-    if model is not None and not Path(model).exists():
-        raise FileNotFoundError(f"no model bundle at {model}")
+    check_model_path(model)
     _need_torch(backend, model, why)  # one line saying why torch, not an ImportError deep down
     from .api import load_codec
     from .streaming.engine import TorchEngine
@@ -467,6 +460,19 @@ def open_engine(backend: str = "auto", model: str | Path | None = None,
 
         torch.set_num_threads(_threads(threads))
     return TorchEngine(load_codec(model, device=device), numpy_output=numpy_output), why
+
+
+def check_model_path(model: str | Path | None) -> None:
+    """A ``FileNotFoundError`` naming what is missing, before any loading: the shipped
+    default model (``model`` None) not installed, or no bundle at ``model``."""
+    from .bundled import default_model_dir
+
+    if model is None and not (default_model_dir() / "model.safetensors").exists():
+        raise FileNotFoundError(
+            f"the default model is not installed (expected a bundle at {default_model_dir()}); "
+            "pass a model bundle folder with --model DIR")
+    if model is not None and not Path(model).exists():
+        raise FileNotFoundError(f"no model bundle at {model}")
 
 
 class NeedsTorch(ModuleNotFoundError):

@@ -14,14 +14,13 @@ import math
 import sys
 import warnings
 from importlib import import_module
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..audio import Notify
 from ..checks import check_threads
-from ..engine import Engine, open_engine
+from ..engine import Engine, check_model_path, open_engine
 from ..engine import choose_n_q as engine_n_q
 
 if TYPE_CHECKING:
@@ -40,15 +39,9 @@ def notifier(args: argparse.Namespace) -> Notify:
 
 def load_model(model: str | None, device: str = "cpu") -> Codec:
     """The bundle at ``model``, or the shipped default model (clear error if not installed)."""
-    from ..api import default_model_dir, load_codec
+    from ..api import load_codec
 
-    if model is None and not (default_model_dir() / "model.safetensors").exists():
-        raise FileNotFoundError(
-            f"the default model is not installed (expected a bundle at {default_model_dir()}); "
-            "pass a model bundle folder with --model DIR"
-        )
-    if model is not None and not Path(model).exists():
-        raise FileNotFoundError(f"no model bundle at {model}")
+    check_model_path(model)
     return load_codec(model, device=device)
 
 

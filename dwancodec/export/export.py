@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..bundled import BLOCKS, DEFAULT_BLOCK_FRAMES, SIDECAR  # noqa: F401 (re-exported)
 from ..model import Codec
 from ..runtime.onnx_codec import file_sha256
 from ..streaming.state import StateSpec
@@ -65,7 +66,6 @@ from .prepare import TableDecode, prepare_for_export
 from .timing import optimize_offline
 from .verify import check_onnx, verify_export
 
-SIDECAR = "dwancodec_onnx.json"
 FORMAT = "dwancodec-onnx"
 FORMAT_VERSION = 1
 ENCODER_STEP = "encoder_step.onnx"
@@ -73,8 +73,6 @@ DECODER_STEP = "decoder_step.onnx"
 ENCODER_FULL = "encoder_full.onnx"
 DECODER_FULL = "decoder_full.onnx"
 EXPORTERS = ("dynamo", "torchscript")
-BLOCKS = "blocks"           # = dwancodec.runtime.onnx_codec.BLOCKS
-DEFAULT_BLOCK_FRAMES = 25   # `dwancodec export`'s default: 0.5 s per call at 50 frames/s
 
 
 @dataclass

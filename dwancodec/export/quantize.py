@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bundled import SIDECAR
 from ..runtime.onnx_codec import file_sha256
 from .passes import inline_stored_half, store_exact_half
 
@@ -37,7 +38,6 @@ INT8_BLOCK = 32
 INT8_GRAPHS = ("encoder_step", "decoder_step")
 #: Speech for the contract: ``DWANCODEC_VAL_DIR``, else this folder if it exists (repo-relative).
 DEFAULT_VAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "val-16k"
-SIDECAR = "dwancodec_onnx.json"
 
 
 def quantize_int8(src: Path, dst: Path, block_size: int = INT8_BLOCK) -> dict[str, int]:

@@ -35,7 +35,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from ..bitstream.container import check_compatible, is_codes_identity
-from ..bundled import shipped_onnx_dir
+from ..bundled import BLOCKS, SIDECAR, shipped_onnx_dir
 from ..checks import (
     DTYPES,
     MAX_SAMPLE_RATE,
@@ -53,7 +53,6 @@ from ..engine import StreamingDecoder, StreamingEncoder
 from ..lengths import n_q_for_bitrate
 from .engine import OrtEngine
 
-SIDECAR = "dwancodec_onnx.json"  # same name as dwancodec.export.onnx_export.SIDECAR
 FORMAT = "dwancodec-onnx"
 SUPPORTED_VERSIONS = (1,)
 GRAPH_NAMES = ("encoder_step", "decoder_step", "encoder_full", "decoder_full")
@@ -61,7 +60,6 @@ MAX_STATE_ENTRIES = 4096
 MAX_STATE_ELEMENTS = 1 << 24   # per stream, all state entries together (64 MB of float32)
 MAX_STEP_SAMPLES = 1 << 22     # frames_per_step * hop_length
 BLOCK_FRAMES = 250             # whole-array coding runs the graphs on blocks of this many frames
-BLOCKS = "blocks"              # subfolder: the same model's graphs at many frames per call
 # what must be equal for block graphs to stand in for the step graphs (besides the state)
 PAIR_GEOMETRY = ("sample_rate", "hop_length", "latency_samples", "num_codebooks", "encoder_n_q",
                  "codebook_size", "latent_dim")

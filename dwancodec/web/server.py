@@ -24,11 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..bundled import shipped_onnx_dir
+from ..bundled import SIDECAR, shipped_onnx_dir
 from .runtime import FILES as RUNTIME_FILES
 from .runtime import WebRuntime
 
-SIDECAR = "dwancodec_onnx.json"  # same name as dwancodec.runtime.onnx_codec.SIDECAR
 FORMAT = "dwancodec-onnx"
 SUPPORTED_VERSIONS = (1,)  # sidecar versions the page reads (static/codec.js checks them too)
 STEP_GRAPHS = ("encoder_step", "decoder_step")
