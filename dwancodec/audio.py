@@ -24,6 +24,24 @@ Notify = Callable[[str], None]
 UNKNOWN_LENGTH = 0x7FFF0000  # data sizes from here up are "length unknown" placeholders
 EXACT_LENGTH = ("WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF")  # header frames are exact
 AudioSource = str | Path | BinaryIO  # a path, or a seekable binary file object (e.g. stdin spooled)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+
+
+def scan_audio(folders: tuple[str | Path, ...] | list[str | Path]) -> list[Path]:
+    """All audio files under ``folders`` (recursive; a file given is kept), sorted for
+    determinism. ``FileNotFoundError`` for a missing folder, ``ValueError`` if none."""
+    files: list[Path] = []
+    for folder in folders:
+        root = Path(folder)
+        if not root.exists():
+            raise FileNotFoundError(f"data folder not found: {root}")
+        if root.is_file():
+            files.append(root)
+            continue
+        files += [p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS]
+    if not files:
+        raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {list(folders)}")
+    return sorted(files)
 
 
 class AudioError(ValueError):

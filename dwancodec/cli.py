@@ -60,6 +60,10 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="output .dwc file; - writes standard output (a FIFO or a "
                                   "device such as /dev/null is written in place)")
     _add_rate_args(p)
+    p.add_argument("--fixed-rate", action="store_true",
+                   help="pack the codes at the fixed rate (.dwc format 2) instead of "
+                        "entropy-coding them with the model's tables (format 3, the default "
+                        "where the model has them: the same codes in fewer bytes)")
     _add_model_args(p)
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads, torch or ONNX Runtime (default 1: fastest for this "
@@ -108,6 +112,30 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
                                                   "tiny) or JSON file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _handler(p, "dwancodec.commands.info:run_info")
+
+
+def _add_fit_entropy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fit-entropy", help="fit a model's entropy tables, so its .dwc files are "
+                            "entropy-coded",
+        description="Count how often each code digit follows its contexts over the model's "
+                    "codes of DATA, and write the tables to MODEL/entropy.safetensors (or "
+                    "--out). encode then writes entropy-coded .dwc files (format 3) with that "
+                    "model: the same codes, fewer bytes.")
+    p.add_argument("data", nargs="+", help="audio files or folders (searched recursively): "
+                                           "what the model trained on, or audio like it")
+    p.add_argument("--eval", nargs="+", default=None, metavar="DATA",
+                   help="other audio on which to report the tables' mean rate")
+    p.add_argument("--out", default=None,
+                   help="tables file (default: MODEL/entropy.safetensors)")
+    p.add_argument("--force", action="store_true", help="replace an existing tables file")
+    p.add_argument("--block-frames", type=int, default=50,
+                   help="frames per coded block, as encode writes them (default 50)")
+    _add_model_args(p)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    _add_backend_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _handler(p, "dwancodec.commands.entropy:run_fit_entropy")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -265,7 +293,8 @@ def _add_web(sub: argparse._SubParsersAction) -> None:
 
 
 PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_encode, _add_decode, _add_roundtrip, _add_info, _add_demo, _add_export, _add_train,
+    _add_encode, _add_decode, _add_roundtrip, _add_info, _add_demo, _add_export,
+    _add_fit_entropy, _add_train,
     _add_live, _add_web,
 ]
 

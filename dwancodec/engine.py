@@ -49,7 +49,9 @@ class Engine(Protocol):
     exported before it existed) and ``name`` (``"torch"`` or ``"onnx"``). Both engines also have
     ``compatible_identities``, the earlier models whose format-1 ``.dwc`` files the model
     decodes (:meth:`dwancodec.bitstream.Header.check_model`); an engine without it decodes
-    only format-1 files it wrote itself, so it is not required here.
+    only format-1 files it wrote itself, so it is not required here. Likewise
+    ``entropy_tables`` (:class:`~dwancodec.bitstream.EntropyTables` or ``None``): the model's
+    tables, with which files are written and read entropy-coded (:func:`entropy_tables`).
 
     State is whatever ``encoder_state`` / ``decoder_state`` return; a step may update it in
     place and returns the state to pass to the next step (the one passed in is then stale).
@@ -155,6 +157,11 @@ def as_engine(codec: Any) -> Engine:
         return TorchEngine(codec)
     raise ValueError(f"expected a Codec, an OnnxCodec, an engine or an ONNX folder, got "
                      f"{type(codec).__name__}")
+
+
+def entropy_tables(engine: Any) -> Any:
+    """The entropy tables of ``engine`` (anything :func:`as_engine` takes), or ``None``."""
+    return getattr(as_engine(engine), "entropy_tables", None)
 
 
 def choose_n_q(num_codebooks: int, frame_rate: float, codebook_size: int,

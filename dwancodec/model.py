@@ -20,6 +20,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import lengths
 from .bitstream.container import check_compatible
+from .bitstream.entropy import EntropyTables, find_tables
 from .config import CodecConfig, get_config
 from .nn.decoder import Decoder
 from .nn.encoder import Encoder
@@ -68,6 +69,9 @@ class Codec(nn.Module):
         # for format-1 .dwc files, which name only the full identity. Kept in the safetensors
         # metadata, not in the config: it describes history, not the model.
         self.compatible_identities: tuple[str, ...] = ()
+        # The bundle's entropy tables (entropy.safetensors), with which files are written
+        # entropy-coded (.dwc format 3); None: fixed-rate files.
+        self.entropy_tables: EntropyTables | None = None
 
     # Geometry ---------------------------------------------------------------------------------
     @property
@@ -258,6 +262,7 @@ class Codec(nn.Module):
             raise ValueError(f"{weights} is not a valid safetensors file: {e}") from None
         model.load_state_dict(tensors, strict=True)
         model.compatible_identities = compatible
+        model.entropy_tables = find_tables(weights.parent)
         return model.eval().to(device)
 
     @classmethod

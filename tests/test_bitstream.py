@@ -240,7 +240,7 @@ BAD_FILES = {
     "truncated payload": (GOOD[:-10], "truncated"),
     "missing checksum": (GOOD[:-4], "truncated"),
     "trailing bytes": (GOOD + b"\0", "unexpected bytes"),
-    "version 3": (_with_header_field(GOOD, 4, "<B", 3), "unsupported .dwc format version 3"),
+    "version 4": (_with_header_field(GOOD, 4, "<B", 4), "unsupported .dwc format version 4"),
     "version 1 says 2": (_with_header_field(GOOD, 4, "<B", 2), "header size field"),
     "version 0": (_with_header_field(GOOD, 4, "<B", 0), "unsupported .dwc format version 0"),
     "flags set": (_with_header_field(GOOD, 5, "<B", 1), "unsupported .dwc header flags"),

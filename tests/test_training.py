@@ -379,6 +379,28 @@ def test_perceptual_min_stages_keeps_pesq_and_stoi_off_the_low_stage_items(
         TrainConfig(perceptual_min_stages=0)
 
 
+def test_perceptual_low_weight_adds_the_low_stage_items_at_a_fraction(tmp_path: Path) -> None:
+    """With ``perceptual_low_weight`` f the pesq and stoi losses are L(high items) + f x
+    L(low items); with only low items in the batch, f x L(low items)."""
+    cfg = build_train_config(
+        tiny_cfg(tmp_path, loss_weights={"pesq": 1.0, "stoi": 1.0}).to_dict(),
+        {"perceptual_min_stages": "3", "perceptual_low_weight": "0.25"})
+    trainer = Trainer(cfg, progress=False)
+    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    g = torch.Generator().manual_seed(1)
+    audio = 0.1 * torch.randn(3, 1, 16000, generator=g)
+    fake = audio + 0.05 * torch.randn(3, 1, 16000, generator=g)
+    losses = trainer.reconstruction_losses(fake, audio, torch.tensor([1, 8, 2]))
+    lows = trainer.reconstruction_losses(fake, audio, torch.tensor([1, 2, 2]))
+    for name, loss in (("pesq", trainer.pesq_loss), ("stoi", trainer.stoi_loss)):
+        assert loss is not None
+        want = loss(fake[[1]], audio[[1]]) + 0.25 * loss(fake[[0, 2]], audio[[0, 2]])
+        assert float(losses[name]) == pytest.approx(float(want), rel=1e-5)
+        assert float(lows[name]) == pytest.approx(0.25 * float(loss(fake, audio)), rel=1e-5)
+    with pytest.raises(ValueError, match="perceptual_low_weight"):
+        TrainConfig(perceptual_low_weight=1.5)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(1, 8), min_size=1, max_size=12), st.integers(1, 9),
        st.integers(0, 9))

@@ -7,6 +7,8 @@
   :func:`write_dwc` / :func:`read_dwc` / :func:`read_dwc_from`, :class:`DwcWriter`
   (incremental, bounded memory), :class:`DwcFile` (parsed file; codes unpacked lazily in
   blocks), :class:`Header`.
+- :mod:`~dwancodec.bitstream.entropy`: the entropy-coded payload (format 3): static context
+  tables per FSQ digit (:class:`EntropyTables`) and a byte-wise rANS coder.
 - :mod:`~dwancodec.bitstream.packets`: the live path. :func:`encode_packet` /
   :func:`decode_packet`, :class:`PacketSender`, :class:`PacketReceiver` (detects loss,
   reordering, duplicates; resynchronises after a sender restart or a long outage).
@@ -32,6 +34,8 @@ from .bits import (
 )
 from .container import (
     CHECK_BLOCK_FRAMES,
+    DEFAULT_ENTROPY_BLOCK,
+    ENTROPY_VERSION,
     MAGIC,
     MAX_COMPATIBLE,
     MAX_HEADER,
@@ -56,6 +60,7 @@ from .container import (
     to_bytes,
     write_dwc,
 )
+from .entropy import EntropyTables, context_counts, digits_of
 from .packets import (
     MAX_PACKET_FRAMES,
     PACKET_MAGIC,
@@ -73,13 +78,14 @@ from .packets import (
 )
 
 __all__ = [
-    "CHECK_BLOCK_FRAMES", "MAGIC", "MAX_CODEBOOK_SIZE", "MAX_COMPATIBLE", "MAX_HEADER",
-    "MAX_HOP", "MAX_IDENTITY", "MAX_LEVELS", "MAX_PACKET_FRAMES", "MAX_SAMPLE_RATE",
-    "MIN_HEADER", "PACKET_MAGIC", "PACKET_OVERHEAD", "PACKET_VERSION", "QUANTIZER_KINDS",
-    "RESYNC_SPAN", "SEQ_MODULUS", "VERSION", "VERSIONS", "BitPacker", "BitstreamError",
-    "DwcFile", "DwcWriter", "Header", "Packet", "PacketReceiver", "PacketSender", "Received",
-    "ReceiverStats", "check_codes", "check_compatible", "decode_packet", "decodes",
-    "encode_packet", "frame_bits", "from_bytes", "is_codes_identity", "is_model_identity",
-    "pack_codes", "padding_is_zero", "payload_bytes", "read_dwc", "read_dwc_from", "to_bytes",
-    "unpack_codes", "write_dwc",
+    "CHECK_BLOCK_FRAMES", "DEFAULT_ENTROPY_BLOCK", "ENTROPY_VERSION", "MAGIC",
+    "MAX_CODEBOOK_SIZE", "MAX_COMPATIBLE", "MAX_HEADER", "MAX_HOP", "MAX_IDENTITY",
+    "MAX_LEVELS", "MAX_PACKET_FRAMES", "MAX_SAMPLE_RATE", "MIN_HEADER", "PACKET_MAGIC",
+    "PACKET_OVERHEAD", "PACKET_VERSION", "QUANTIZER_KINDS", "RESYNC_SPAN", "SEQ_MODULUS",
+    "VERSION", "VERSIONS", "BitPacker", "BitstreamError", "DwcFile", "DwcWriter",
+    "EntropyTables", "Header", "Packet", "PacketReceiver", "PacketSender", "Received",
+    "ReceiverStats", "check_codes", "check_compatible", "context_counts", "decode_packet",
+    "decodes", "digits_of", "encode_packet", "frame_bits", "from_bytes", "is_codes_identity",
+    "is_model_identity", "pack_codes", "padding_is_zero", "payload_bytes", "read_dwc",
+    "read_dwc_from", "to_bytes", "unpack_codes", "write_dwc",
 ]

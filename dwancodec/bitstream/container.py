@@ -2,7 +2,8 @@
 :class:`DwcFile` (parsed file; codes unpacked lazily in blocks), :func:`to_bytes` /
 :func:`from_bytes`, :func:`write_dwc` / :func:`read_dwc` / :func:`read_dwc_from` (numpy only).
 
-The payload is packed as in :mod:`~dwancodec.bitstream.bits`; the byte layout is in
+The payload is packed as in :mod:`~dwancodec.bitstream.bits` (formats 1 and 2, fixed rate) or
+entropy-coded as in :mod:`~dwancodec.bitstream.entropy` (format 3); the byte layout is in
 ``docs/bitstream.md``. Every parse error is a :class:`~dwancodec.bitstream.bits.BitstreamError`
 naming the problem; sizes are checked against the actual data before anything is allocated.
 """
@@ -25,16 +26,22 @@ from .bits import (
     MAX_CODEBOOK_SIZE,
     BitPacker,
     BitstreamError,
+    check_codes,
     frame_bits,
     padding_is_zero,
     payload_bytes,
     unpack_codes,
 )
+from .entropy import PRECISION, EntropyTables, shipped_tables
 
 MAGIC = b"\x89DWC"
-VERSION = 2           # written when the codes identity is known (format 1 otherwise)
-VERSIONS = (1, 2)     # read; 2 adds the codes identity after the model identity
+VERSION = 2           # fixed rate, written when the codes identity is known (format 1 otherwise)
+ENTROPY_VERSION = 3   # entropy-coded payload (format 2's header + tables, block size, bytes)
+VERSIONS = (1, 2, 3)  # read; 2 adds the codes identity after the model identity
 CODES_BYTES = 8       # the codes identity: 16 hex digits stored as 8 bytes
+ENTROPY_BYTES = 8     # the entropy tables' identity, likewise
+DEFAULT_ENTROPY_BLOCK = 50  # frames per entropy-coded block: 1 s of the default model
+_ENTROPY = struct.Struct("<8sHI")  # tables identity, block_frames, payload bytes
 QUANTIZER_KINDS = ("fsq", "lfq", "ema", "origin")
 
 # Fixed part of the header: magic, version, flags, header_size, sample_rate, source_rate, hop,
@@ -44,7 +51,8 @@ _CRC = struct.Struct("<I")
 MAX_IDENTITY = 255
 MAX_COMPATIBLE = 64   # identities in a model's compatible list (safetensors or ONNX sidecar)
 MAX_LEVELS = 32
-MAX_HEADER = _FIXED.size + MAX_IDENTITY + CODES_BYTES + 2 * MAX_LEVELS + _CRC.size
+MAX_HEADER = (_FIXED.size + MAX_IDENTITY + CODES_BYTES + 2 * MAX_LEVELS + _ENTROPY.size
+              + _CRC.size)
 MIN_HEADER = _FIXED.size + 1 + _CRC.size
 MAX_SAMPLE_RATE = 1_000_000
 MAX_HOP = 1 << 20
@@ -63,6 +71,21 @@ def _codes_size(version: int) -> int:
     return CODES_BYTES if version >= 2 else 0
 
 
+def _entropy_size(version: int) -> int:
+    return _ENTROPY.size if version >= ENTROPY_VERSION else 0
+
+
+def entropy_payload_bounds(num_frames: int, n_q: int, num_digits: int,
+                           block_frames: int) -> tuple[int, int]:
+    """The fewest and most bytes an entropy-coded payload of ``num_frames`` frames can take:
+    4 bytes of state per block, and at most ``PRECISION`` bits per digit (the rarest symbol)
+    plus one byte per block for the rounding. E.g. 100 frames, 8 stages, 5 digits, blocks
+    of 50: ``(8, 15008)``."""
+    blocks = -(-num_frames // block_frames) if block_frames else 0
+    most = 4 * blocks + blocks + (num_frames * n_q * num_digits * PRECISION + 7) // 8
+    return 4 * blocks, most
+
+
 
 # Header ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -74,6 +97,11 @@ class Header:
     ``""`` where unknown: the header is then written in format 1, which has no such field;
     ``source_rate`` is the rate of the file that was encoded (informational, 0 if unknown);
     ``levels`` are the FSQ levels (empty for other quantizer kinds).
+
+    Entropy-coded streams (format 3) add ``entropy``, the identity of the tables that coded
+    them (:meth:`EntropyTables.identity`), ``block_frames`` (frames per coded block) and
+    ``entropy_bytes`` (the payload's size, which the codes alone do not fix); all three are
+    ``""`` / 0 for the fixed-rate formats.
     """
 
     model: str
@@ -88,11 +116,28 @@ class Header:
     length: int = 0
     source_rate: int = 0
     codes: str = ""
+    entropy: str = ""
+    block_frames: int = 0
+    entropy_bytes: int = 0
 
     @property
     def version(self) -> int:
-        """Format version of this header: 2 with a codes identity, 1 without."""
+        """Format version of this header: 3 entropy-coded, else 2 with a codes identity, 1
+        without."""
+        if self.entropy:
+            return ENTROPY_VERSION
         return VERSION if self.codes else 1
+
+    def entropy_coded(self, tables: EntropyTables,
+                      block_frames: int = DEFAULT_ENTROPY_BLOCK) -> Header:
+        """This header (a template) for a stream entropy-coded with ``tables`` (format 3)."""
+        return replace(self, entropy=tables.identity(), block_frames=int(block_frames),
+                       entropy_bytes=0)
+
+    @property
+    def num_blocks(self) -> int:
+        """Entropy-coded blocks in the payload (0 for the fixed-rate formats)."""
+        return -(-self.num_frames // self.block_frames) if self.entropy else 0
 
     @classmethod
     def for_engine(cls, engine: Any, n_q: int | None = None, source_rate: int = 0) -> Header:
@@ -125,6 +170,8 @@ class Header:
 
     @property
     def payload_bytes(self) -> int:
+        if self.entropy:
+            return self.entropy_bytes
         return payload_bytes(self.num_frames, self.n_q, self.codebook_size)
 
     @property
@@ -143,13 +190,16 @@ class Header:
 
     @property
     def packed_bitrate(self) -> float:
-        """Payload rate as stored: ``frame_rate * frame_bits`` bits per second."""
+        """Payload rate as stored: ``frame_rate * frame_bits`` bits per second (fixed rate);
+        for an entropy-coded stream, its payload bits over its duration in frames."""
+        if self.entropy:
+            return 8 * self.entropy_bytes * self.frame_rate / max(1, self.num_frames)
         return self.frame_rate * self.frame_bits
 
     @property
     def header_size(self) -> int:
         return (_FIXED.size + len(self.model.encode()) + _codes_size(self.version)
-                + 2 * len(self.levels) + _CRC.size)
+                + 2 * len(self.levels) + _entropy_size(self.version) + _CRC.size)
 
     @property
     def file_size(self) -> int:
@@ -200,6 +250,23 @@ class Header:
         if not lo <= self.length <= hi:
             raise bad(f"original length {self.length} samples does not fit {self.num_frames} "
                       f"frames of {self.hop_length} (expected {lo}..{hi})")
+        if self.entropy:
+            if not is_codes_identity(self.entropy):
+                raise bad(f"entropy tables identity {self.entropy!r:.40} is not "
+                          f"{2 * ENTROPY_BYTES} lower-case hex digits")
+            if not self.codes:
+                raise bad("an entropy-coded stream needs a codes identity")
+            if self.kind != "fsq":
+                raise bad(f"entropy coding is for FSQ codes, not {self.kind!r}")
+            if not 1 <= self.block_frames <= 65535:
+                raise bad(f"entropy block of {self.block_frames} frames (1..65535)")
+            lo_b, hi_b = entropy_payload_bounds(self.num_frames, self.n_q, len(self.levels),
+                                                self.block_frames)
+            if not lo_b <= self.entropy_bytes <= hi_b:
+                raise bad(f"entropy-coded payload of {self.entropy_bytes} bytes cannot hold "
+                          f"{self.num_frames} frames (expected {lo_b}..{hi_b})")
+        elif self.block_frames or self.entropy_bytes:
+            raise bad("entropy block size or payload size without entropy tables")
 
     def pack(self) -> bytes:
         """Header bytes, ending with the CRC32 of everything before it."""
@@ -211,6 +278,9 @@ class Header:
             len(self.levels), self.codebook_size, self.num_frames, self.length, len(ident),
         ) + ident + bytes.fromhex(self.codes) + struct.pack(f"<{len(self.levels)}H",
                                                              *self.levels)
+        if self.entropy:
+            body += _ENTROPY.pack(bytes.fromhex(self.entropy), self.block_frames,
+                                  self.entropy_bytes)
         return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
@@ -230,7 +300,8 @@ class Header:
          length, n_ident) = _FIXED.unpack_from(data)
         _check_version(version)
         n_codes = _codes_size(version)
-        expected = _FIXED.size + n_ident + n_codes + 2 * n_levels + _CRC.size
+        expected = (_FIXED.size + n_ident + n_codes + 2 * n_levels + _entropy_size(version)
+                    + _CRC.size)
         if size != expected or not MIN_HEADER <= size <= MAX_HEADER:
             raise BitstreamError(f"corrupt .dwc header: header size field {size} does not match "
                                  f"its contents ({expected} bytes)")
@@ -250,10 +321,16 @@ class Header:
         at = _FIXED.size + n_ident
         codes = bytes(data[at: at + n_codes]).hex()
         levels = struct.unpack_from(f"<{n_levels}H", data, at + n_codes)
+        entropy, block_frames, entropy_bytes = "", 0, 0
+        if version >= ENTROPY_VERSION:
+            raw, block_frames, entropy_bytes = _ENTROPY.unpack_from(
+                data, at + n_codes + 2 * n_levels)
+            entropy = raw.hex()
         header = cls(model=ident, sample_rate=rate, hop_length=hop, n_q=n_q,
                      num_codebooks=n_cb, codebook_size=k, kind=QUANTIZER_KINDS[kind],
                      levels=tuple(levels), num_frames=frames, length=length,
-                     source_rate=src_rate, codes=codes)
+                     source_rate=src_rate, codes=codes, entropy=entropy,
+                     block_frames=block_frames, entropy_bytes=entropy_bytes)
         header.validate()
         return header
 
@@ -298,6 +375,8 @@ class Header:
             "frame_bits": self.frame_bits, "bitrate_bps": self.bitrate,
             "packed_bitrate_bps": self.packed_bitrate, "header_bytes": self.header_size,
             "payload_bytes": self.payload_bytes, "file_bytes": self.file_size,
+            "entropy_tables": self.entropy or None,
+            "entropy_block_frames": self.block_frames or None,
         }
 
 
@@ -370,15 +449,30 @@ class DwcWriter:
             for codes in blocks:            # [n_q, f] each
                 w.write(codes)
             w.finish(length=num_samples)    # rewrites the header in place
+
+    An entropy-coded stream (``header.entropy``, :meth:`Header.entropy_coded`) needs the
+    ``tables`` it names; frames are then held until a block of ``header.block_frames`` is full.
     """
 
-    def __init__(self, file: BinaryIO, header: Header) -> None:
+    def __init__(self, file: BinaryIO, header: Header,
+                 tables: EntropyTables | None = None) -> None:
         if not file.seekable():
             raise ValueError("DwcWriter needs a seekable file (the header is rewritten at the "
                              "end)")
         self.file = file
-        self.header = replace(header, num_frames=0, length=0)
+        self.header = replace(header, num_frames=0, length=0, entropy_bytes=0)
         self.header.validate()
+        if header.entropy:
+            if tables is None or tables.identity() != header.entropy:
+                got = "none" if tables is None else tables.identity()
+                raise ValueError(f"the header names entropy tables {header.entropy}, given "
+                                 f"{got}")
+            tables.check(header.n_q, header.levels)
+        self._tables = tables if header.entropy else None
+        self._held: list[np.ndarray] = []  # entropy-coded: frames of the unfinished block
+        self._held_frames = 0
+        self._coded_frames = 0
+        self._coded_bytes = 0
         self._start = file.tell()
         self._packer = BitPacker(header.n_q, header.codebook_size)
         self._crc = 0
@@ -387,7 +481,25 @@ class DwcWriter:
 
     @property
     def num_frames(self) -> int:
+        if self._tables is not None:
+            return self._coded_frames + self._held_frames
         return self._packer.num_frames
+
+    def _code_blocks(self, final: bool) -> None:
+        """Entropy-code every full block held (and the partial last one when ``final``)."""
+        n = self.header.block_frames
+        if not self._held or (self._held_frames < n and not final):
+            return
+        held = np.concatenate(self._held, axis=1)
+        cut = held.shape[1] if final else held.shape[1] // n * n
+        for i in range(0, cut, n):
+            data = self._tables.encode_block(held[:, i:i + n])  # type: ignore[union-attr]
+            self._coded_bytes += len(data)
+            self._emit(data)
+        self._coded_frames += cut
+        rest = held[:, cut:]
+        self._held = [rest] if rest.shape[1] else []
+        self._held_frames = rest.shape[1]
 
     def _emit(self, data: bytes) -> None:
         self._crc = zlib.crc32(data, self._crc)
@@ -397,15 +509,27 @@ class DwcWriter:
         """Append frames ``[n_q, f]``."""
         if self._finished:
             raise ValueError("DwcWriter is finished")
-        self._emit(self._packer.push(codes))
+        if self._tables is None:
+            self._emit(self._packer.push(codes))
+            return
+        c = check_codes(codes, self.header.n_q, self.header.codebook_size)
+        if c.shape[1]:
+            self._held.append(c)
+            self._held_frames += c.shape[1]
+            self._code_blocks(final=False)
 
     def finish(self, length: int | None = None) -> Header:
         """Write the trailer and the final header; ``length`` defaults to ``frames * hop``."""
         n = self.num_frames
         length = n * self.header.hop_length if length is None else int(length)
         final = replace(self.header, num_frames=n, length=length)
-        final.validate()
-        self._emit(self._packer.flush())
+        if self._tables is None:
+            final.validate()
+            self._emit(self._packer.flush())
+        else:
+            self._code_blocks(final=True)
+            final = replace(final, entropy_bytes=self._coded_bytes)
+            final.validate()
         self.file.write(_CRC.pack(self._crc))
         end = self.file.tell()
         self.file.seek(self._start)
@@ -419,15 +543,24 @@ class DwcWriter:
 @dataclass(frozen=True)
 class DwcFile:
     """A parsed ``.dwc`` file: header, both checksums, padding and every frame value verified
-    (:meth:`parse`). Codes are unpacked on demand."""
+    (:meth:`parse`). Codes are unpacked on demand.
+
+    An entropy-coded file (format 3) is verified down to its codes only with the tables it
+    names: ``parse(data, tables)``, :meth:`with_tables`, or, found by their identity, the
+    tables shipped with the default model. Without them its header and checksums are, and
+    asking for its codes is a :class:`BitstreamError` naming the tables.
+    """
 
     header: Header
     payload: bytes
+    tables: EntropyTables | None = None
 
     @classmethod
-    def parse(cls, data: bytes | bytearray | memoryview) -> DwcFile:
+    def parse(cls, data: bytes | bytearray | memoryview,
+              tables: EntropyTables | None = None) -> DwcFile:
         """Validate ``data`` completely (header, sizes, both checksums, padding bits, every
-        frame a valid code combination) before returning."""
+        frame a valid code combination; for format 3 with ``tables``, every block decoding to
+        its end state and the last one to the payload's end) before returning."""
         data = bytes(data)
         header = Header.unpack(data)
         _check_size(header, len(data))
@@ -436,6 +569,10 @@ class DwcFile:
         (crc,) = _CRC.unpack_from(data, expected - _CRC.size)
         if zlib.crc32(payload) != crc:
             raise BitstreamError("corrupt .dwc file: payload checksum mismatch")
+        if header.entropy:
+            f = cls(header, payload)
+            tables = tables if tables is not None else shipped_tables(header.entropy)
+            return f.with_tables(tables) if tables is not None else f
         if not padding_is_zero(payload, header.num_frames, header.n_q, header.codebook_size):
             raise BitstreamError("corrupt .dwc file: non-zero padding bits")
         for start in range(0, header.num_frames, CHECK_BLOCK_FRAMES):  # every frame value
@@ -443,9 +580,45 @@ class DwcFile:
                          min(CHECK_BLOCK_FRAMES, header.num_frames - start), start)
         return cls(header, payload)
 
+    def with_tables(self, tables: EntropyTables | None) -> DwcFile:
+        """This file with the entropy tables it names, every block verified (a fixed-rate
+        file is returned as it is). :class:`BitstreamError` if ``tables`` are not the ones
+        that coded it, or a block does not decode."""
+        h = self.header
+        if not h.entropy:
+            return self
+        if tables is None or tables.identity() != h.entropy:
+            got = ("has none" if tables is None
+                   else f"has tables {tables.identity()}")
+            raise BitstreamError(f"the stream is entropy-coded with tables {h.entropy}; the "
+                                 f"model {got} (decode with the model that wrote it)")
+        tables.check(h.n_q, h.levels)
+        f = replace(self, tables=tables)
+        for _ in f._entropy_blocks():  # every block decodes, and the last one ends the payload
+            pass
+        return f
+
+    def _entropy_blocks(self) -> Iterator[np.ndarray]:
+        h, tables = self.header, self.tables
+        if tables is None:
+            raise BitstreamError(f"the stream is entropy-coded with tables {h.entropy}; its "
+                                 "codes need the model's tables (DwcFile.with_tables)")
+        view, at = memoryview(self.payload), 0
+        for start in range(0, h.num_frames, h.block_frames):
+            n = min(h.block_frames, h.num_frames - start)
+            codes, at = tables.decode_block(view, at, h.n_q, n)
+            yield codes
+        if at != len(self.payload):
+            raise BitstreamError(f"corrupt .dwc payload: {len(self.payload) - at} bytes after "
+                                 "the last entropy-coded block")
+
     def codes(self) -> np.ndarray:
         """All codes ``[n_q, num_frames]`` int64."""
         h = self.header
+        if h.entropy:
+            blocks = list(self._entropy_blocks())
+            return (np.concatenate(blocks, axis=1) if blocks
+                    else np.zeros((h.n_q, 0), dtype=np.int64))
         return unpack_codes(self.payload, h.n_q, h.codebook_size, h.num_frames)
 
     def iter_codes(self, block_frames: int = 500) -> Iterator[np.ndarray]:
@@ -453,38 +626,56 @@ class DwcFile:
         if block_frames < 1:
             raise ValueError("block_frames must be >= 1")
         h = self.header
+        if h.entropy:
+            held: list[np.ndarray] = []
+            count = 0
+            for codes in self._entropy_blocks():
+                held.append(codes)
+                count += codes.shape[1]
+                while count >= block_frames:
+                    joined = np.concatenate(held, axis=1)
+                    yield joined[:, :block_frames]
+                    held, count = [joined[:, block_frames:]], count - block_frames
+            if count:
+                yield np.concatenate(held, axis=1)
+            return
         for start in range(0, h.num_frames, block_frames):
             n = min(block_frames, h.num_frames - start)
             yield unpack_codes(self.payload, h.n_q, h.codebook_size, n, start)
 
 
-def to_bytes(header: Header, codes: np.ndarray, length: int | None = None) -> bytes:
-    """A complete ``.dwc`` file in memory for codes ``[n_q, F]`` (``header`` is a template)."""
+def to_bytes(header: Header, codes: np.ndarray, length: int | None = None,
+             tables: EntropyTables | None = None) -> bytes:
+    """A complete ``.dwc`` file in memory for codes ``[n_q, F]`` (``header`` is a template;
+    ``tables`` for an entropy-coded one)."""
     buf = io.BytesIO()
-    w = DwcWriter(buf, header)
+    w = DwcWriter(buf, header, tables)
     w.write(codes)
     w.finish(length)
     return buf.getvalue()
 
 
-def from_bytes(data: bytes | bytearray | memoryview) -> tuple[Header, np.ndarray]:
-    """Parse a complete ``.dwc`` file: ``(header, codes [n_q, F])``."""
-    f = DwcFile.parse(data)
+def from_bytes(data: bytes | bytearray | memoryview,
+               tables: EntropyTables | None = None) -> tuple[Header, np.ndarray]:
+    """Parse a complete ``.dwc`` file: ``(header, codes [n_q, F])`` (``tables``: those of an
+    entropy-coded file)."""
+    f = DwcFile.parse(data, tables)
     return f.header, f.codes()
 
 
 def write_dwc(path: str | Path, header: Header, codes: np.ndarray,
-              length: int | None = None) -> Header:
+              length: int | None = None, tables: EntropyTables | None = None) -> Header:
     """Write codes ``[n_q, F]`` to ``path``; returns the final header."""
     with open(path, "wb") as f:
-        w = DwcWriter(f, header)
+        w = DwcWriter(f, header, tables)
         w.write(codes)
         return w.finish(length)
 
 
-def read_dwc(path: str | Path) -> DwcFile:
-    """Read and verify a ``.dwc`` file. The size announced by the header is checked against the
-    file size before the payload is read, so a corrupt header never causes a big allocation."""
+def read_dwc(path: str | Path, tables: EntropyTables | None = None) -> DwcFile:
+    """Read and verify a ``.dwc`` file (``tables``: as in :meth:`DwcFile.parse`). The size
+    announced by the header is checked against the file size before the payload is read, so a
+    corrupt header never causes a big allocation."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {p}")
@@ -501,7 +692,7 @@ def read_dwc(path: str | Path) -> DwcFile:
         f.seek(0)
         data = f.read()
     try:
-        return DwcFile.parse(data)
+        return DwcFile.parse(data, tables)
     except BitstreamError as e:
         raise BitstreamError(f"{p}: {e}") from None
 
@@ -518,7 +709,8 @@ def _read_up_to(f: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
-def read_dwc_from(f: BinaryIO, name: str = "stdin") -> DwcFile:
+def read_dwc_from(f: BinaryIO, name: str = "stdin",
+                  tables: EntropyTables | None = None) -> DwcFile:
     """Read and verify a ``.dwc`` stream from a binary file object (a pipe: not seekable).
 
     As with :func:`read_dwc`, the header is parsed first and no more bytes than it announces
@@ -534,6 +726,6 @@ def read_dwc_from(f: BinaryIO, name: str = "stdin") -> DwcFile:
     data = head + rest
     _check_size(header, len(data), name, extra_known=False)
     try:
-        return DwcFile.parse(data)
+        return DwcFile.parse(data, tables)
     except BitstreamError as e:
         raise BitstreamError(f"{name}: {e}") from None

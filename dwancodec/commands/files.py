@@ -2,8 +2,10 @@
 
 Files of any length are processed with bounded memory: audio is read in blocks
 (:func:`~dwancodec.audio.stream_audio`), resampled blockwise, pushed through the streaming
-encoder, and the packed frames are written as they come (:class:`~dwancodec.bitstream.DwcWriter`);
-decoding reads the (small) ``.dwc`` file, unpacks frames in blocks and writes audio blockwise.
+encoder, and the frames are written as they come (:class:`~dwancodec.bitstream.DwcWriter`:
+entropy-coded one block at a time where the model has entropy tables, else packed at a fixed
+rate); decoding reads the (small) ``.dwc`` file, unpacks frames in blocks and writes audio
+blockwise.
 Outputs are written atomically (:func:`atomic_output`) or in place for a pipe or device
 (:func:`output_kind`); ``-`` is standard input / output.
 
@@ -39,7 +41,7 @@ from ..audio import (
 )
 from ..bitstream import DwcFile, DwcWriter, Header, read_dwc, read_dwc_from
 from ..checks import check_sample_rate
-from ..engine import Engine, StreamingDecoder, StreamingEncoder, as_engine
+from ..engine import Engine, StreamingDecoder, StreamingEncoder, as_engine, entropy_tables
 from .common import BLOCK_SECONDS, Progress, as_numpy, choose_n_q
 
 if TYPE_CHECKING:
@@ -173,7 +175,7 @@ def file_engine(codec: Codec | OnnxCodec | Engine | str | Path) -> Engine:
 
 def encode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, output_path: str | Path,
                 n_q: int | None = None, notify: Notify | None = None,
-                progress: bool = False) -> Header:
+                progress: bool = False, entropy: bool = True) -> Header:
     """Encode an audio file to ``.dwc`` through the streaming encoder, blockwise.
 
     ``codec``: a torch :class:`~dwancodec.model.Codec`, an
@@ -185,6 +187,10 @@ def encode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, outpu
     codes identities). The codes ``[n_q, F]`` are the engine's streaming encoder's; for a
     torch ``Codec`` they equal ``codec.encode(load_audio(input, sr), n_q)``, and the engines
     (and step and block graphs) agree but at rounding ties.
+
+    ``entropy``: write the codes entropy-coded (``.dwc`` format 3) with the model's entropy
+    tables where it has them (:func:`~dwancodec.engine.entropy_tables`), as by default;
+    ``False``, or a model without tables: packed at the fixed rate (format 2).
     """
     engine = file_engine(codec)
     n_q = choose_n_q(engine, n_q)
@@ -193,19 +199,23 @@ def encode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, outpu
     kind = output_kind(output_path)
     if str(input_path) == STDIO:
         with _spooled_stdin() as f:
-            return _encode(engine, f, "stdin", output_path, kind, n_q, notify, progress)
-    return _encode(engine, input_path, None, output_path, kind, n_q, notify, progress)
+            return _encode(engine, f, "stdin", output_path, kind, n_q, notify, progress,
+                           entropy)
+    return _encode(engine, input_path, None, output_path, kind, n_q, notify, progress, entropy)
 
 
 def _encode(engine: Engine, source: str | Path | BinaryIO, name: str | None,
             output_path: str | Path, kind: str, n_q: int, notify: Notify | None,
-            progress: bool) -> Header:
+            progress: bool, entropy: bool) -> Header:
     info = probe_audio(source, name)
     enc = StreamingEncoder(engine, 1, n_q)
     template = Header.for_engine(engine, n_q, source_rate=info.sample_rate)
+    tables = entropy_tables(engine) if entropy and template.codes else None
+    if tables is not None:
+        template = template.entropy_coded(tables)
 
     def write(f: BinaryIO) -> Header:
-        writer = DwcWriter(f, template)
+        writer = DwcWriter(f, template, tables)
         length = 0
         bar = Progress(info.duration, "encode", progress)
         done = False
@@ -271,6 +281,7 @@ def decode_file(codec: Codec | OnnxCodec | Engine, input_path: str | Path, outpu
     dwc = read_dwc_input(input_path)
     h = dwc.header
     h.check_model(engine)  # before any output is opened: a refusal writes nothing
+    dwc = dwc.with_tables(entropy_tables(engine))  # format 3: every block verified here
     dec = StreamingDecoder(engine, 1)
     block_frames = max(1, int(BLOCK_SECONDS * h.frame_rate))
     remaining = h.length

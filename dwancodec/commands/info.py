@@ -31,6 +31,7 @@ def _print_model(d: dict[str, Any]) -> None:
           if "codes" in d else []),
         *([("decodes", "format-1 .dwc files of " + ", ".join(d["compatible"]))]
           if d.get("compatible") else []),
+        *([("entropy", _entropy_line(d))] if "entropy_tables" in d else []),
         ("sample rate", f"{d['sample_rate']} Hz"),
         ("hop", f"{d['hop_length']} samples ({d['frame_rate']:g} frames/s)"),
         ("latency", f"{d['latency_ms']:.1f} ms algorithmic ({d['latency_samples']} samples)"),
@@ -42,6 +43,16 @@ def _print_model(d: dict[str, Any]) -> None:
                    f"{params['quantizer'] / 1e6:.3f} M, decoder {params['decoder'] / 1e6:.3f} M)"),
     ]:
         print(f"{k + ':':13s} {v}")
+
+
+def _entropy_line(d: dict[str, Any]) -> str:
+    t = d["entropy_tables"]
+    if t is None:
+        return "no tables: files are packed at the fixed rate (dwancodec fit-entropy)"
+    fit = ("" if t["codes"] == d.get("codes") else
+           f"; fitted for codes {t['codes'] or '(unknown)'}, not this model's: lossless, "
+           "but refit them (dwancodec fit-entropy)")
+    return f"tables {t['identity']}: files are entropy-coded (.dwc format 3){fit}"
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -67,12 +78,13 @@ def run_info(args: argparse.Namespace) -> int:
         # --model would (a folder that is not a bundle gets load_model's error).
         args.model, args.file = args.file, None
     if args.file is not None:
-        dwc = read_dwc_input(args.file)  # verifies checksums, padding and every frame
+        dwc = read_dwc_input(args.file)  # verifies checksums (and every frame, fixed rate)
         d = dwc.header.describe()
         size = dwc.header.file_size
         d["file_bitrate_bps"] = size * 8 / d["duration_s"] if d["duration_s"] else 0.0
         d["checksum"] = "ok"
-        d["frames_valid"] = True
+        # format 3: verified where its tables were found (shipped ones), else with --model below
+        d["frames_valid"] = not dwc.header.entropy or dwc.tables is not None
         out["file"] = d
     engine = None
     if args.model is not None:
@@ -84,13 +96,18 @@ def run_info(args: argparse.Namespace) -> int:
         d["identity"] = engine.identity
         d["codes"] = engine.codes_identity
         d["compatible"] = list(engine.compatible_identities)
+        t = codec.entropy_tables
+        d["entropy_tables"] = None if t is None else {"identity": t.identity(),
+                                                      "codes": t.codes}
         out["model"] = d
     if args.config is not None:
         out["config"] = _config_summary(args.config)
     if engine is not None and args.file is not None:
         exact = dwc.header.check_model(engine)
+        dwc.with_tables(codec.entropy_tables)     # format 3: every block decoded and checked
         out["file"]["model_matches"] = exact      # the model that wrote it
         out["file"]["model_decodes"] = True       # or another with the same codes
+        out["file"]["frames_valid"] = True
     if args.json:
         print(json.dumps(out if len(out) > 1 else next(iter(out.values())), indent=2))
         return 0
@@ -108,13 +125,17 @@ def run_info(args: argparse.Namespace) -> int:
             ("duration", f"{d['duration_s']:.3f} s ({d['length_samples']} samples)"),
             ("quantizer", f"{d['quantizer']} {tuple(d['levels']) or ''} "
                           f"K={d['codebook_size']}, n_q {d['n_q']} of {d['num_codebooks']}"),
-            ("bitrate", f"{d['bitrate_bps'] / 1000:.3f} kbps (codes); packed "
-                        f"{d['frame_bits']} bits/frame = {d['packed_bitrate_bps'] / 1000:.3f} "
-                        f"kbps; file {d['file_bitrate_bps'] / 1000:.3f} kbps"),
+            ("bitrate", f"{d['bitrate_bps'] / 1000:.3f} kbps (codes); " + (
+                f"entropy-coded {d['packed_bitrate_bps'] / 1000:.3f} kbps (tables "
+                f"{d['entropy_tables']}, blocks of {d['entropy_block_frames']} frames)"
+                if d["entropy_tables"] else
+                f"packed {d['frame_bits']} bits/frame = {d['packed_bitrate_bps'] / 1000:.3f} "
+                "kbps") + f"; file {d['file_bitrate_bps'] / 1000:.3f} kbps"),
             ("size", f"{d['file_bytes']} bytes (header {d['header_bytes']}, payload "
                      f"{d['payload_bytes']}, checksum 4)"),
-            ("checksum", f"{d['checksum']} (header and payload CRC32; every frame holds a "
-                         "valid code combination)"),
+            ("checksum", f"{d['checksum']} (header and payload CRC32; " + (
+                "every frame holds a valid code combination)" if d["frames_valid"] else
+                "its frames are checked when decoded, or here with --model)")),
         ]:
             print(f"  {k + ':':12s} {v}")
     if "model" in out:

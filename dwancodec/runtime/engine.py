@@ -56,6 +56,7 @@ class OrtEngine:
         self.identity = codec.identity
         self.codes_identity = codec.codes_identity
         self.compatible_identities = codec.compatible_identities
+        self.entropy_tables = codec.entropy_tables
         q = codec.meta.get("quantizer")
         self.quantizer: dict[str, Any] = q if isinstance(q, dict) else {}
 

@@ -35,6 +35,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from ..bitstream.container import check_compatible, is_codes_identity
+from ..bitstream.entropy import EntropyTables, find_tables
 from ..bundled import BLOCKS, SIDECAR, shipped_onnx_dir
 from ..checks import (
     DTYPES,
@@ -384,6 +385,8 @@ class OnnxCodec:
                                         f"{directory}; pass a folder made by `dwancodec export`")
         self.directory = Path(directory)
         self.meta = load_sidecar(self.directory)
+        # the tables files are entropy-coded with (.dwc format 3); None: fixed-rate files
+        self.entropy_tables: EntropyTables | None = find_tables(self.directory)
         self.options = session_options(num_threads, optimization)
         self.num_threads = int(num_threads)
         self.encoder_state_spec: StateSpecs = _specs(self.meta["encoder_state"])
@@ -646,6 +649,8 @@ class OnnxCodec:
             self._whole = self if d == self.directory else OnnxCodec(
                 d, self.num_threads, use_full_graphs=False, optimization=self.optimization,
                 blocks=False)
+            if self._whole is not self:  # the same model's: the step export's tables
+                self._whole.entropy_tables = self.entropy_tables
         return self._whole
 
     def _as_batch(self, audio: str | Path | np.ndarray, sample_rate: int | None) -> np.ndarray:

@@ -52,6 +52,7 @@ class TorchEngine:
         self.identity = codec.identity()
         self.codes_identity = codec.codes_identity()
         self.compatible_identities = tuple(codec.compatible_identities)
+        self.entropy_tables = getattr(codec, "entropy_tables", None)
         q = codec.config.quantizer
         self.quantizer: dict[str, Any] = {"kind": q.kind, "levels": list(q.levels)}
 

@@ -139,6 +139,11 @@ class TrainConfig:
     # least this many stages: the low bitrates, where every round-20 fine-tune lost mel and
     # gained least PESQ-WB, are then trained by the other losses alone.
     perceptual_min_stages: int = 1
+    # The weight, as a fraction, of the items below ``perceptual_min_stages`` in the pesq and
+    # stoi losses (0: off them, the round-21 rule). Round 22: off them, n_q 1 paid for the
+    # high stages' STOI; on every item alike, n_q 7 paid. The loss is then
+    # ``L(high items) + perceptual_low_weight x L(low items)``.
+    perceptual_low_weight: float = 0.0
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     ema_decay: float = 0.0
     precision: str = "fp32"
@@ -200,6 +205,9 @@ class TrainConfig:
         if self.perceptual_min_stages < 1:
             raise ValueError(f"perceptual_min_stages must be >= 1 (1: every item), got "
                              f"{self.perceptual_min_stages}")
+        if not 0.0 <= self.perceptual_low_weight <= 1.0:
+            raise ValueError(f"perceptual_low_weight must be in [0, 1] (a fraction of the "
+                             f"high-stage items' weight), got {self.perceptual_low_weight}")
         if self.mel_guard_max_stages < 0:
             raise ValueError(f"mel_guard_max_stages must be >= 0 (0: every item), got "
                              f"{self.mel_guard_max_stages}")

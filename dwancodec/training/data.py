@@ -8,31 +8,12 @@ state, and every DDP rank can take its own stride of indices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..audio import load_audio
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
-
-
-def scan_audio(folders: tuple[str, ...] | list[str]) -> list[Path]:
-    """All audio files under ``folders`` (recursive), sorted for determinism."""
-    files: list[Path] = []
-    for folder in folders:
-        root = Path(folder)
-        if not root.exists():
-            raise FileNotFoundError(f"data folder not found: {root}")
-        if root.is_file():
-            files.append(root)
-            continue
-        files += [p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS]
-    if not files:
-        raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {list(folders)}")
-    return sorted(files)
+from ..audio import AUDIO_EXTENSIONS, load_audio, scan_audio  # noqa: F401 (re-exported)
 
 
 class AudioCorpus:

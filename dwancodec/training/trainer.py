@@ -409,10 +409,12 @@ class Trainer:
                 continue
             if high is None:
                 losses[name] = loss(fake, audio)
-            elif bool(high.any()):
-                losses[name] = loss(fake[high], audio[high])
-            else:
-                losses[name] = fake.sum() * 0
+                continue
+            total = loss(fake[high], audio[high]) if bool(high.any()) else fake.sum() * 0
+            low = ~high
+            if self.cfg.perceptual_low_weight > 0 and bool(low.any()):
+                total = total + self.cfg.perceptual_low_weight * loss(fake[low], audio[low])
+            losses[name] = total
         return losses
 
     def disc_crop(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
