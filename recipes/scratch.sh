@@ -60,7 +60,8 @@
 # the bands PESQ-WB does not or hardly hears, where round 19's restart lost mel; default 0);
 # MELG_BANDS='[[0, 8000]]' moves its bands (there: the whole mel distance, as ship_check scores it);
 # MELG_STAGES=N scores only the batch items decoded from at most N stages (the low bitrates).
-# PERC_MIN=N scores the pesq and stoi losses only on items decoded from at least N stages.
+# PERC_MIN=N scores the pesq and stoi losses only on items decoded from at least N stages;
+# PERC_LOW=F keeps the items below N in them at F times the weight (default 0).
 # STOI_W=W adds 1 - STOI (training/intelligibility.StoiLoss; default 0).
 # QDROP=F sets the share of batch items trained at a random stage count (quantizer dropout;
 # default 0.5, so n_q 8 gets 9/16 of the items and n_q 1 only 1/16; 1 draws every count alike:
@@ -90,6 +91,7 @@ if [[ -n ${PESQ_A:-} ]]; then extra+=(--set "pesq_asymmetry_weight=$PESQ_A"); fi
 if [[ -n ${MELG_BANDS:-} ]]; then extra+=(--set "mel_guard_bands_hz=$MELG_BANDS"); fi
 if [[ -n ${MELG_STAGES:-} ]]; then extra+=(--set "mel_guard_max_stages=$MELG_STAGES"); fi
 if [[ -n ${PERC_MIN:-} ]]; then extra+=(--set "perceptual_min_stages=$PERC_MIN"); fi
+if [[ -n ${PERC_LOW:-} ]]; then extra+=(--set "perceptual_low_weight=$PERC_LOW"); fi
 train=("$D/train-16k/speech-wb/ast-en" "$D/train-16k/speech-wb/ast-es" "$D/train-16k/speech-wb/ast-it")
 case ${TRAIN:-all} in
     all) train+=("$D/train-16k/speech-nb" "$D/train-16k/music-wb") ;;

@@ -19,7 +19,9 @@ moved the decoded audio on a test clip.
 Where the new model has the codes of a model it replaces (``--previous``, repeatable; by
 default the one installed at ``--out``: a decoder-only update), it lists that model and the
 ones it listed as ``compatible``, so ``.dwc`` files of format 1 that they wrote still decode
-(format-2 files carry the codes identity and need no list).
+(format-2 files carry the codes identity and need no list). The entropy tables
+(``entropy.safetensors``) are the replaced model's where the codes are the same, else fitted
+on ``--entropy-data``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import torch
 
 from dwancodec.api import default_model_dir
 from dwancodec.audio import load_audio
+from dwancodec.bitstream.entropy import FILE as ENTROPY_FILE
+from dwancodec.commands.entropy import fit_entropy
 from dwancodec.export import DEFAULT_BLOCK_FRAMES, export_onnx
 from dwancodec.export.quantize import DEFAULT_VAL_DIR
 from dwancodec.model import Codec
@@ -57,6 +61,9 @@ def main() -> int:
     p.add_argument("--out", default=str(default_model_dir()), help="(default: %(default)s)")
     p.add_argument("--int8-data", default=str(DEFAULT_VAL_DIR),
                    help="speech for the int8 contract (default: %(default)s)")
+    p.add_argument("--entropy-data", default="../shared/data/train-16k",
+                   help="audio the entropy tables are fitted on when the codes are new "
+                        "(default: %(default)s, what the model trained on)")
     p.add_argument("--previous", action="append", default=None,
                    help="a model this one replaces (repeatable; default: the one at --out)")
     args = p.parse_args()
@@ -77,6 +84,19 @@ def main() -> int:
             half.save_pretrained(stage, dtype=torch.float16)  # float16-exact: same identity
         print(f"codes {half.codes_identity()}; decodes format-1 files of: "
               f"{', '.join(half.compatible_identities) or '(no earlier model)'}")
+        # entropy tables: the replaced model's where the codes are the same (files it wrote
+        # decode as they are), else fitted anew on the training speech (`fit-entropy`)
+        same = [prev for prev in prevs if prev.entropy_tables is not None
+                and prev.entropy_tables.codes == half.codes_identity()]
+        if same:
+            same[0].entropy_tables.save(stage / ENTROPY_FILE)
+        else:
+            tables, fit = fit_entropy(half, [args.entropy_data], progress=True)
+            tables.save(stage / ENTROPY_FILE)
+            print(f"entropy tables fitted on {args.entropy_data}: "
+                  f"{fit.kbps(half.num_codebooks):.2f} kbps at n_q {half.num_codebooks}")
+        half = Codec.from_pretrained(stage)  # with its tables, which the export copies
+        print(f"entropy tables {half.entropy_tables.identity()}")
         export_onnx(half, stage / "onnx", try_offline=False, int8=True,
                     int8_data=args.int8_data, block_frames=DEFAULT_BLOCK_FRAMES, log=print)
         shutil.rmtree(out, ignore_errors=True)

@@ -278,7 +278,7 @@ def test_demo_without_pesq_and_stoi_prints_no_nan(bundle: Path, tmp_path: Path) 
     assert "PESQ-WB" not in r.stdout and "SI-SDR" in r.stdout
     assert "PESQ-WB and STOI left out: pesq, pystoi not installed" in r.stderr
     rows = [ln for ln in r.stdout.splitlines() if ln.strip()[:1].isdigit()]
-    assert len(rows) == 3 and all(len(row.split()) == 8 for row in rows), rows
+    assert len(rows) == 3 and all(len(row.split()) == 9 for row in rows), rows
 
 
 MEASURE_API = textwrap.dedent("""

@@ -226,3 +226,66 @@ def test_fit_encode_decode_info_through_the_cli(tmp_path: Path,
     out = capsys.readouterr().out
     assert "format version 3" in out and "every frame holds a valid code" in out
     assert f"tables {tables.identity()}" in out
+
+
+def test_an_export_carries_the_tables_and_onnx_runtime_writes_format_3(tmp_path: Path) -> None:
+    """A standalone export gets a copy of the model's tables (its block graphs find them); an
+    export inside the bundle uses the bundle's (no copy); the ONNX Runtime engine then writes
+    the same format-3 stream as torch (codes equal but at rounding ties) and decodes torch's."""
+    pytest.importorskip("onnxruntime")
+    from dwancodec.commands.files import decode_file, encode_file
+    from dwancodec.export import export_onnx
+    from dwancodec.runtime import OnnxCodec
+
+    bundle = Codec.from_config("tiny", seed=0).save_pretrained(tmp_path / "tiny")
+    assert main(["fit-entropy", str(DATA), "--model", str(bundle), "-q"]) == 0
+    codec = Codec.from_pretrained(bundle)
+    ident = codec.entropy_tables.identity()
+    export_onnx(codec, tmp_path / "alone", exporter="torchscript", try_offline=False,
+                block_frames=4, int8=False)
+    export_onnx(codec, bundle / "onnx", exporter="torchscript", try_offline=False,
+                block_frames=None, int8=False)
+    assert (tmp_path / "alone" / FILE).is_file() and not (bundle / "onnx" / FILE).exists()
+    assert not (tmp_path / "alone" / "blocks" / FILE).exists()
+    for d in (tmp_path / "alone", tmp_path / "alone" / "blocks", bundle / "onnx"):
+        assert OnnxCodec(d).entropy_tables.identity() == ident, d
+    a = encode_file(OnnxCodec(tmp_path / "alone"), SPEECH, tmp_path / "o.dwc")
+    b = encode_file(codec, SPEECH, tmp_path / "t.dwc")
+    assert a.version == b.version == 3 and a.entropy == b.entropy == ident
+    t = codec.entropy_tables
+    co, ct = bs.read_dwc(tmp_path / "o.dwc", t).codes(), bs.read_dwc(tmp_path / "t.dwc", t).codes()
+    assert (co == ct).all(axis=0).mean() > 0.95
+    decode_file(OnnxCodec(tmp_path / "alone"), tmp_path / "t.dwc", tmp_path / "t.wav")
+    assert sf.info(tmp_path / "t.wav").frames == b.length
+
+
+@settings(max_examples=200, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1,
+                      max_size=3),
+       cut=st.integers(0, 3))
+def test_fuzzed_payloads_are_refused_or_are_their_own_encoding(
+        edits: list[tuple[int, int]], cut: int) -> None:
+    """Byte edits and truncations of a format-3 payload, its checksum fixed up so that only
+    the coder's own checks stand: every input is refused with a BitstreamError, or decodes to
+    codes whose encoding is byte for byte that input (a valid stream of other codes)."""
+    import zlib
+
+    data, tables, _ = _file(90)
+    h = bs.Header.unpack(data)
+    payload = bytearray(data[h.header_size:-4])
+    for at, x in edits:
+        payload[at % len(payload)] ^= x
+    del payload[len(payload) - cut:]
+    from dataclasses import replace
+
+    head = replace(h, entropy_bytes=len(payload))
+    try:
+        head.validate()
+    except bs.BitstreamError:
+        return
+    forged = head.pack() + bytes(payload) + zlib.crc32(payload).to_bytes(4, "little")
+    try:
+        got_h, got = bs.from_bytes(forged, tables)
+    except bs.BitstreamError:
+        return
+    assert bs.to_bytes(got_h, got, got_h.length, tables) == forged

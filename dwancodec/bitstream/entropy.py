@@ -261,6 +261,9 @@ class EntropyTables:
         n_d = len(self.levels)
         mask = (1 << PRECISION) - 1
         x = int.from_bytes(data[offset:offset + _STATE], "little")
+        if not _RANS_L <= x < _RANS_L << 8:  # no encoder ends a block outside [2**23, 2**31)
+            raise BitstreamError("corrupt .dwc payload: an entropy-coded block starts with an "
+                                 "impossible state")
         pos = offset + _STATE
         end = len(data)
         out = [0] * (n_q * num_frames * n_d)  # frame-major: [F, n_q, D]

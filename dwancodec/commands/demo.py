@@ -12,7 +12,7 @@ import numpy as np
 from ..audio import AudioError, AudioWriter, Notify, stream_audio
 from ..bitstream import DwcWriter, Header
 from ..bundled import demo_clip
-from ..engine import Engine, StreamingDecoder, StreamingEncoder, open_engine
+from ..engine import Engine, StreamingDecoder, StreamingEncoder, entropy_tables, open_engine
 from .common import (
     BLOCK_SECONDS,
     as_numpy,
@@ -49,7 +49,7 @@ def run_demo(args: argparse.Namespace) -> int:
           f"on the {engine_label(codec)} engine, streamed in {1000 * chunk / sr:.0f} ms chunks")
     scored = available_scores()
     missing_scores_note(note)
-    print(f"{'n_q':>3s} {'kbps':>6s} {'.dwc bytes':>10s} {'latency':>8s} {'RTF':>7s} "
+    print(f"{'n_q':>3s} {'kbps':>6s} {'coded':>6s} {'.dwc bytes':>10s} {'latency':>8s} {'RTF':>7s} "
           f"{'CPU RTF':>7s} " + ("PESQ-WB " if "pesq_wb" in scored else "")
           + ("STOI  " if "stoi" in scored else "") + f"{'SI-SDR':>7s}  file")
     codes: list[np.ndarray] = []
@@ -62,19 +62,25 @@ def run_demo(args: argparse.Namespace) -> int:
         y = np.concatenate(decoded)
         with AudioWriter(out_dir / f"{name}.wav", sr) as w:
             w.write(y)
-        with (out_dir / f"{name}.dwc").open("wb") as f:
-            dw = DwcWriter(f, Header.for_engine(codec, n_q, source_rate=sr))
+        with (out_dir / f"{name}.dwc").open("wb") as f:  # as `dwancodec encode` writes it
+            header = Header.for_engine(codec, n_q, source_rate=sr)
+            tables = entropy_tables(codec) if header.codes else None
+            dw = DwcWriter(f, header if tables is None else header.entropy_coded(tables),
+                           tables)
             for c in codes:
                 dw.write(c)
-            dw.finish(audio.size)
+            coded = dw.finish(audio.size).packed_bitrate  # entropy-coded: the file's rate
         size = (out_dir / f"{name}.dwc").stat().st_size
         s = compute_scores(audio, y, sr, note if n_q == 1 else (lambda m: None))
         cols = (fmt_score(s["pesq_wb"], ".3f", 7) + " " if "pesq_wb" in s else "") + \
             (fmt_score(s["stoi"], ".3f", 5) + " " if "stoi" in s else "")
-        print(f"{n_q:3d} {r.bitrate_bps / 1000:6.2f} {size:10d} {r.latency_ms:6.1f}ms "
+        print(f"{n_q:3d} {r.bitrate_bps / 1000:6.2f} {coded / 1000:6.2f} {size:10d} "
+              f"{r.latency_ms:6.1f}ms "
               f"{r.rtf:7.4f} {r.cpu_rtf:7.4f} {cols}{fmt_score(s['si_sdr'], '.2f', 7)}  "
               f"{out_dir / name}.wav")
-    print(f"decoded files and .dwc bitstreams are in {out_dir}/ (RTF: wall-clock compute time / "
+    print(f"decoded files and .dwc bitstreams are in {out_dir}/ (kbps: the codes at the fixed "
+          "rate; coded: the .dwc payload, entropy-coded where the model has tables; RTF: "
+          "wall-clock compute time / "
           f"audio time with {engine_threads(codec, args)} {engine_label(codec)} thread(s), "
           "< 1 is faster than real time; CPU RTF: the same with process CPU time; latency: "
           "algorithmic)")

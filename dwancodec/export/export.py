@@ -50,6 +50,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..bitstream.entropy import FILE as ENTROPY_FILE
+from ..bitstream.entropy import find_tables
 from ..bundled import BLOCKS, DEFAULT_BLOCK_FRAMES, SIDECAR  # noqa: F401 (re-exported)
 from ..model import Codec
 from ..runtime.onnx_codec import file_sha256
@@ -341,6 +343,15 @@ def export_onnx(codec: Codec, out_dir: str | Path, *, frames_per_step: int = 1,
 
         add_int8_variant(out, int8_data, log=say)
         sidecar = json.loads((out / SIDECAR).read_text())
+    tables = getattr(codec, "entropy_tables", None)
+    found = find_tables(out) if tables is not None else None
+    if tables is not None and (found is None or found.identity() != tables.identity()):
+        # the model's entropy tables go with its graphs (an export inside the bundle finds
+        # the bundle's; block graphs find these), so ONNX Runtime writes torch's format 3
+        tables.save(out / ENTROPY_FILE)
+        say(f"entropy tables {tables.identity()} -> {out / ENTROPY_FILE}")
+    elif tables is None and (out / ENTROPY_FILE).exists():  # an earlier export's: not this model's
+        (out / ENTROPY_FILE).unlink()
     blocks = None
     if block_frames is not None and block_frames > k:
         # the same model and state at more frames per call (whole signals); verified as above
