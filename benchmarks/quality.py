@@ -660,7 +660,8 @@ def run(args: argparse.Namespace) -> dict:
     md += [
         f"Opus: libopus via {opus_backend() or 'n/a'}, {args.opus_mode.upper()}, 20 ms frames; "
         "Codec 2: c2enc/c2dec on 8 kHz (narrowband). Measured kbps = coded payload "
-        "(DwanCodec packed codes, Opus audio packets, Codec 2 frames) x 8 / duration; "
+        "(DwanCodec codes, entropy-coded as `dwancodec encode` writes them where the model "
+        "has tables; Opus audio packets, Codec 2 frames) x 8 / duration; "
         "delay = median output delay found by cross-correlation and removed before scoring.",
         f"Command: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`", "",
         "## Ours vs peers at the nearest bitrate (ours minus theirs)", "",

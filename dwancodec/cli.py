@@ -38,7 +38,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _add_rate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--bitrate", type=float, default=None, metavar="KBPS",
-                   help="target bitrate in kbps (uses the most stages that fit)")
+                   help="target bitrate in kbps (uses the most stages that fit; for encode, "
+                        "the entropy-coded rate the model's tables recorded)")
     g.add_argument("--n-q", type=int, default=None, metavar="N",
                    help="number of residual quantizer stages (default: all)")
 

@@ -165,7 +165,8 @@ def entropy_tables(engine: Any) -> Any:
 
 
 def choose_n_q(num_codebooks: int, frame_rate: float, codebook_size: int,
-               n_q: int | None = None, bitrate_kbps: float | None = None) -> int:
+               n_q: int | None = None, bitrate_kbps: float | None = None,
+               stage_bits: Sequence[float] | None = None) -> int:
     """Stages to use: ``n_q`` (checked), else the most that fit ``bitrate_kbps`` (see
     :func:`dwancodec.lengths.n_q_for_bitrate`), else all ``num_codebooks``.
 
@@ -177,7 +178,8 @@ def choose_n_q(num_codebooks: int, frame_rate: float, codebook_size: int,
     if n_q is not None:
         return check_n_q(n_q, num_codebooks)
     if bitrate_kbps is not None:
-        return lengths.n_q_for_bitrate(bitrate_kbps, frame_rate, codebook_size, num_codebooks)
+        return lengths.n_q_for_bitrate(bitrate_kbps, frame_rate, codebook_size, num_codebooks,
+                                       stage_bits)
     return num_codebooks
 
 

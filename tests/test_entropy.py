@@ -289,3 +289,21 @@ def test_fuzzed_payloads_are_refused_or_are_their_own_encoding(
     except bs.BitstreamError:
         return
     assert bs.to_bytes(got_h, got, got_h.length, tables) == forged
+
+
+def test_encode_bitrate_picks_stages_by_the_coded_rate(tmp_path: Path) -> None:
+    """--bitrate counts the coded rate the tables record (the default model: 5 stages in
+    3 kbps, 2.9 kbps coded) and the fixed rate with --fixed-rate (4 stages, 2.78 kbps); the
+    file it writes stays within the rate asked for on real speech."""
+    tables = EntropyTables.load(default_model_dir() / FILE)
+    assert len(tables.stage_bits) == 8 and 50 * sum(tables.stage_bits[:5]) / 1000 <= 3.0
+    assert main(["encode", str(SPEECH), str(tmp_path / "c.dwc"), "--bitrate", "3", "-q"]) == 0
+    assert main(["encode", str(SPEECH), str(tmp_path / "f.dwc"), "--bitrate", "3",
+                 "--fixed-rate", "-q"]) == 0
+    c, f = bs.read_dwc(tmp_path / "c.dwc").header, bs.read_dwc(tmp_path / "f.dwc").header
+    assert (c.n_q, c.version, f.n_q, f.version) == (5, 3, 4, 2)
+    assert c.packed_bitrate <= 3000 and f.packed_bitrate <= 3000
+    with pytest.raises(ValueError, match="entropy-coded"):
+        from dwancodec.lengths import n_q_for_bitrate
+
+        n_q_for_bitrate(0.3, 50, 15360, 8, tables.stage_bits)

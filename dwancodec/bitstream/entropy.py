@@ -99,9 +99,13 @@ class EntropyTables:
     codes identity of the model they were fitted for (``Codec.codes_identity()``).
     """
 
-    def __init__(self, freq: np.ndarray, levels: Sequence[int], codes: str = "") -> None:
+    def __init__(self, freq: np.ndarray, levels: Sequence[int], codes: str = "",
+                 stage_bits: Sequence[float] = ()) -> None:
         self.levels = tuple(int(v) for v in levels)
         self.codes = codes
+        # each stage's mean coded bits per frame where the tables were fitted (informational:
+        # `encode --bitrate` picks stages by them; not part of the identity)
+        self.stage_bits = tuple(float(b) for b in stage_bits)
         f = np.asarray(freq)
         L = max(self.levels) if self.levels else 0
         if not self.levels or any(not 2 <= v <= MAX_LEVEL for v in self.levels):
@@ -169,7 +173,8 @@ class EntropyTables:
         p = Path(path)
         save_file({"freq": np.ascontiguousarray(self.freq)}, str(p), metadata={
             "format": FORMAT, "levels": json.dumps(list(self.levels)),
-            "precision": str(PRECISION), "codes": self.codes, "identity": self.identity()})
+            "precision": str(PRECISION), "codes": self.codes, "identity": self.identity(),
+            "stage_bits": json.dumps(list(self.stage_bits))})
         return p
 
     @classmethod
@@ -190,10 +195,16 @@ class EntropyTables:
                              f"precision {PRECISION}")
         try:
             levels = json.loads(meta.get("levels", ""))
+            bits = json.loads(meta.get("stage_bits", "[]"))
         except json.JSONDecodeError:
-            raise ValueError(f"{p}: entropy tables without valid 'levels' metadata") from None
+            raise ValueError(f"{p}: entropy tables with invalid 'levels' or 'stage_bits' "
+                             "metadata") from None
+        if not isinstance(bits, list) or len(bits) > freq.shape[0] or not all(
+                isinstance(b, (int, float)) and 0 < b <= 64 * PRECISION for b in bits):
+            raise ValueError(f"{p}: 'stage_bits' must list at most one positive number of "
+                             f"bits per stage, got {bits!r:.80}")
         try:
-            tables = cls(freq, levels, str(meta.get("codes", "")))
+            tables = cls(freq, levels, str(meta.get("codes", "")), bits)
         except ValueError as e:
             raise ValueError(f"{p}: {e}") from None
         if meta.get("identity") not in (None, tables.identity()):

@@ -46,12 +46,14 @@ def load_model(model: str | None, device: str = "cpu") -> Codec:
 
 
 def choose_n_q(codec: Codec | Engine, n_q: int | None = None,
-               bitrate_kbps: float | None = None) -> int:
+               bitrate_kbps: float | None = None, coded: bool = False) -> int:
     """Stages to use: ``n_q``, or the most that fit ``bitrate_kbps``, or all of them (the rule
-    of :func:`dwancodec.engine.choose_n_q`, for a codec or an engine)."""
+    of :func:`dwancodec.engine.choose_n_q`, for a codec or an engine). ``coded``: the rates
+    are those of entropy-coded files where the model's tables know them (``encode``)."""
     n = getattr(codec, "encoder_n_q", None) or codec.num_codebooks
+    tables = getattr(codec, "entropy_tables", None) if coded else None
     return engine_n_q(n, codec.sample_rate / codec.hop_length, codec.codebook_size, n_q,
-                      bitrate_kbps)
+                      bitrate_kbps, getattr(tables, "stage_bits", None))
 
 
 def engine_from_args(args: argparse.Namespace, note: Notify, purpose: str = "stream"

@@ -14,7 +14,7 @@ from .files import STDIO, encode_file
 def run_encode(args: argparse.Namespace) -> int:
     note = notifier(args)
     engine = engine_from_args(args, note, purpose="files")  # block graphs if any
-    n_q = choose_n_q(engine, args.n_q, args.bitrate)
+    n_q = choose_n_q(engine, args.n_q, args.bitrate, coded=not args.fixed_rate)
     t0 = time.perf_counter()
     h = encode_file(engine, args.input, args.output, n_q, note, not args.quiet,
                     entropy=not args.fixed_rate)

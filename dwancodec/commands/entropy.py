@@ -96,7 +96,9 @@ def fit_entropy(engine: Any, data: Sequence[str | Path], block_frames: int = DEF
     finally:
         bar.close(done)
     tables = EntropyTables.fit(counts, levels, e.codes_identity)
-    return tables, measure(tables, blocks, e.sample_rate / e.hop_length)
+    fit = measure(tables, blocks, e.sample_rate / e.hop_length)
+    tables.stage_bits = fit.bits
+    return tables, fit
 
 
 def eval_rate(engine: Any, tables: EntropyTables, data: Sequence[str | Path],
