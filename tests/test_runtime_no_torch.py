@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dwancodec.runtime import OnnxCodec
 
@@ -97,3 +98,25 @@ def test_runtime_without_torch(tmp_path: Path) -> None:
     assert (streamed != codes).any(1).mean() < 0.01  # step vs full graph: float order only
     assert wav_out.stat().st_size > 1000
     assert res["audio_len"] == streamed.shape[-1] * OnnxCodec(d).hop_length
+
+
+def test_info_model_without_torch_says_what_torch_says(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``info --model`` on a torch-free install describes the model from its graphs' sidecar
+    and its weights file's header: every field torch's description gives, with the same
+    values (identity, codes, entropy tables, geometry, latency, blind share, parameters)."""
+    from dwancodec.cli import main
+
+    model = str(REPO / "dwancodec" / "assets" / "default")
+    child = BLOCK_TORCH_PRELUDE + textwrap.dedent(f"""
+        from dwancodec.cli import main
+        raise SystemExit(main(["info", "--model", {model!r}, "--json"]))
+    """)
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    without = json.loads(r.stdout)
+    assert main(["info", "--model", model, "--json"]) == 0
+    with_torch = json.loads(capsys.readouterr().out)
+    assert without.pop("described_from").endswith("onnx")
+    assert without == with_torch

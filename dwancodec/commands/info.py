@@ -1,9 +1,14 @@
-"""``dwancodec info``: what a ``.dwc`` file, a model bundle or a named config holds."""
+"""``dwancodec info``: what a ``.dwc`` file, a model bundle or a named config holds.
+
+A model is described by the torch model where torch is installed, else from its exported graphs'
+sidecar and its weights file's header (:func:`model_summary_without_torch`): the same fields,
+so ``info --model`` works on a torch-free install too."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +26,70 @@ def _config_summary(name: str) -> dict[str, Any]:
     return d
 
 
+def _torch_missing() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        return (e.name or "").partition(".")[0] == "torch"
+    return False
+
+
+def model_summary_without_torch(model: str | None) -> dict[str, Any]:
+    """:meth:`Codec.describe` and the identities of ``model`` (a bundle folder, ``None``: the
+    shipped default) without torch: from the sidecar of its graphs (``MODEL/onnx/``), the
+    parameter counts from ``model.safetensors``'s header (FSQ and LFQ models, whose weights
+    file holds parameters only). ``NeedsTorch`` where the model has no graphs."""
+    from .. import lengths
+    from ..bitstream.entropy import find_tables
+    from ..engine import NeedsTorch, check_model_path, model_graphs
+    from ..runtime.onnx_codec import load_sidecar
+
+    check_model_path(model)
+    graphs = model_graphs(model)
+    if graphs is None:
+        raise NeedsTorch(f"{'the default model' if model is None else model} has no ONNX "
+                         "graphs (MODEL/onnx/) to describe it from, and torch is not "
+                         "installed: pip install torch", name="torch")
+    meta = load_sidecar(graphs)
+    m, cfg = meta["model"], meta["model"]["config"]
+    dec, q = cfg["decoder"], cfg["quantizer"]
+    hop, rate = int(meta["hop_length"]), int(meta["sample_rate"])
+    n_cb, k = int(meta["num_codebooks"]), int(meta["codebook_size"])
+    d: dict[str, Any] = {
+        "name": m["name"], "sample_rate": rate, "hop_length": hop,
+        "frame_rate": rate / hop, "latency_samples": int(meta["latency_samples"]),
+        "latency_ms": float(meta["latency_ms"]),
+        "blind_share": round(lengths.blind_share(
+            hop, dec["n_fft"], dec["istft_hop"],
+            window="sine" if dec["head"] == "mdct" else "hann"), 4),
+        "head": f"{dec['head']}, window {dec['n_fft']}, hop {dec['istft_hop']}"
+                + (f", {dec['excitation']} excitation"
+                   if dec.get("excitation", "none") != "none" else ""),
+        "num_codebooks": n_cb, "codebook_size": k,
+        "bitrates_kbps": [round(lengths.bitrate(rate / hop, n, k) / 1000, 3)
+                          for n in range(1, n_cb + 1)],
+        "identity": m["identity"], "codes": m.get("codes", ""),
+        "compatible": list(m.get("compatible", [])), "described_from": str(graphs),
+    }
+    weights = (graphs.parent if model is None or graphs != Path(model) else graphs) \
+        / "model.safetensors"
+    if q["kind"] in ("fsq", "lfq") and weights.is_file():
+        from safetensors import safe_open
+
+        params = {"encoder": 0, "quantizer": 0, "decoder": 0}
+        with safe_open(str(weights), framework="numpy") as f:
+            for name in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                part = name.partition(".")[0]
+                if part in params:
+                    params[part] += math.prod(f.get_slice(name).get_shape())
+        d["params"] = params
+    t = find_tables(graphs)
+    d["entropy_tables"] = None if t is None else {"identity": t.identity(), "codes": t.codes}
+    return d
+
+
 def _print_model(d: dict[str, Any]) -> None:
-    params = d["params"]
-    total = sum(params.values())
+    params = d.get("params")
     rates = ", ".join(f"{r:g}" for r in d["bitrates_kbps"])
     for k, v in [
         ("name", d["name"]), ("identity", d.get("identity", "(a config only: no weights)")),
@@ -39,8 +105,12 @@ def _print_model(d: dict[str, Any]) -> None:
                  "extrapolated beyond the input seen)"),
         ("quantizer", f"{d['num_codebooks']} stages x {d['codebook_size']} codes"),
         ("bitrates", f"{rates} kbps (n_q = 1..{d['num_codebooks']})"),
-        ("params", f"{total / 1e6:.3f} M (encoder {params['encoder'] / 1e6:.3f} M, quantizer "
-                   f"{params['quantizer'] / 1e6:.3f} M, decoder {params['decoder'] / 1e6:.3f} M)"),
+        ("params", f"{sum(params.values()) / 1e6:.3f} M (encoder {params['encoder'] / 1e6:.3f} "
+                   f"M, quantizer {params['quantizer'] / 1e6:.3f} M, decoder "
+                   f"{params['decoder'] / 1e6:.3f} M)" if params else
+                   "(not counted without torch for this quantizer)"),
+        *([("described", f"from {d['described_from']} (torch is not installed)")]
+          if "described_from" in d else []),
     ]:
         print(f"{k + ':':13s} {v}")
 
@@ -87,7 +157,14 @@ def run_info(args: argparse.Namespace) -> int:
         d["frames_valid"] = not dwc.header.entropy or dwc.tables is not None
         out["file"] = d
     engine = None
-    if args.model is not None:
+    if args.model is not None and _torch_missing():
+        from ..runtime import OnnxCodec
+
+        d = model_summary_without_torch(args.model)
+        out["model"] = d
+        engine = OnnxCodec(d["described_from"])  # checks files against its graphs' identity
+        codec = engine
+    elif args.model is not None:
         from ..streaming.engine import TorchEngine
 
         codec = load_model(args.model)
