@@ -307,3 +307,15 @@ def test_encode_bitrate_picks_stages_by_the_coded_rate(tmp_path: Path) -> None:
         from dwancodec.lengths import n_q_for_bitrate
 
         n_q_for_bitrate(0.3, 50, 15360, 8, tables.stage_bits)
+
+
+def test_the_worked_examples_hold() -> None:
+    """The docstrings' examples (digits, payload bounds, the coded-rate stage choice)."""
+    import doctest
+
+    from dwancodec import lengths
+    from dwancodec.bitstream import container, entropy
+
+    for module in (entropy, container, lengths):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

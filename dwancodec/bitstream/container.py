@@ -79,8 +79,12 @@ def entropy_payload_bounds(num_frames: int, n_q: int, num_digits: int,
                            block_frames: int) -> tuple[int, int]:
     """The fewest and most bytes an entropy-coded payload of ``num_frames`` frames can take:
     4 bytes of state per block, and at most ``PRECISION`` bits per digit (the rarest symbol)
-    plus one byte per block for the rounding. E.g. 100 frames, 8 stages, 5 digits, blocks
-    of 50: ``(8, 15008)``."""
+    plus one byte per block for the rounding. 100 frames of 8 stages of 5 digits in blocks of
+    50 take 8 to 7510 bytes:
+
+    >>> entropy_payload_bounds(100, 8, 5, 50)
+    (8, 7510)
+    """
     blocks = -(-num_frames // block_frames) if block_frames else 0
     most = 4 * blocks + blocks + (num_frames * n_q * num_digits * PRECISION + 7) // 8
     return 4 * blocks, most
