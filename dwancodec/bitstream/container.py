@@ -589,7 +589,7 @@ class DwcFile:
         file is returned as it is). :class:`BitstreamError` if ``tables`` are not the ones
         that coded it, or a block does not decode."""
         h = self.header
-        if not h.entropy:
+        if not h.entropy or self.tables is not None:  # fixed rate, or verified already
             return self
         if tables is None or tables.identity() != h.entropy:
             got = ("has none" if tables is None

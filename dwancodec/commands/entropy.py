@@ -122,7 +122,7 @@ def rate_table(reports: dict[str, RateReport], fixed_kbps: Sequence[float]) -> s
 def run_fit_entropy(args: argparse.Namespace) -> int:
     from .common import engine_from_args, notifier
 
-    note = notifier(args)
+    note = notifier(args)  # before anything is written
     engine = as_engine(engine_from_args(args, note, purpose="files"))
     model_dir = Path(args.model) if args.model else None
     out = Path(args.out) if args.out else (model_dir / FILE if model_dir else None)
@@ -136,6 +136,14 @@ def run_fit_entropy(args: argparse.Namespace) -> int:
     if args.block_frames < 1 or args.block_frames > 65535:
         raise ValueError(f"--block-frames must be in 1..65535, got {args.block_frames}")
     tables, fit = fit_entropy(engine, args.data, args.block_frames, not args.quiet)
+    if out.exists():  # --force: files coded with the tables it replaces need a copy of them
+        try:
+            old = EntropyTables.load(out).identity()
+        except ValueError:  # a damaged file: nothing decodes with it anyway
+            old = tables.identity()
+        if old != tables.identity():
+            note(f"replacing tables {old}: .dwc files written with them decode only with a "
+                 f"copy of {out} as it was (their header names {old})")
     reports = {"fit": fit}
     if args.eval:
         reports["eval"] = eval_rate(engine, tables, args.eval, args.block_frames)
