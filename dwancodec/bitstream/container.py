@@ -16,7 +16,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -558,6 +558,10 @@ class DwcFile:
     header: Header
     payload: bytes
     tables: EntropyTables | None = None
+    # format 3: the codes, decoded once when the blocks were verified (``[n_q, F]``, int16
+    # where the codebook fits: about 1.6x the payload's bytes), so reading them costs no
+    # second decode
+    decoded: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview,
@@ -589,7 +593,7 @@ class DwcFile:
         file is returned as it is). :class:`BitstreamError` if ``tables`` are not the ones
         that coded it, or a block does not decode."""
         h = self.header
-        if not h.entropy or self.tables is not None:  # fixed rate, or verified already
+        if not h.entropy or self.decoded is not None:  # fixed rate, or verified already
             return self
         if tables is None or tables.identity() != h.entropy:
             got = ("has none" if tables is None
@@ -598,9 +602,11 @@ class DwcFile:
                                  f"model {got} (decode with the model that wrote it)")
         tables.check(h.n_q, h.levels)
         f = replace(self, tables=tables)
-        for _ in f._entropy_blocks():  # every block decodes, and the last one ends the payload
-            pass
-        return f
+        blocks = list(f._entropy_blocks())  # every block decodes, the last one ends the payload
+        dtype = np.int16 if h.codebook_size <= 1 << 15 else np.int32
+        codes = (np.concatenate(blocks, axis=1) if blocks
+                 else np.zeros((h.n_q, 0), dtype=np.int64)).astype(dtype)
+        return replace(f, decoded=codes)
 
     def _entropy_blocks(self) -> Iterator[np.ndarray]:
         h, tables = self.header, self.tables
@@ -620,10 +626,15 @@ class DwcFile:
         """All codes ``[n_q, num_frames]`` int64."""
         h = self.header
         if h.entropy:
-            blocks = list(self._entropy_blocks())
-            return (np.concatenate(blocks, axis=1) if blocks
-                    else np.zeros((h.n_q, 0), dtype=np.int64))
+            return self._decoded().astype(np.int64)
         return unpack_codes(self.payload, h.n_q, h.codebook_size, h.num_frames)
+
+    def _decoded(self) -> np.ndarray:
+        if self.decoded is not None:
+            return self.decoded
+        if self.tables is None:  # raises, naming the tables it needs
+            list(self._entropy_blocks())
+        return self.with_tables(self.tables).decoded  # type: ignore[return-value]
 
     def iter_codes(self, block_frames: int = 500) -> Iterator[np.ndarray]:
         """Codes in blocks of ``block_frames`` frames, ``[n_q, f]`` each."""
@@ -631,17 +642,9 @@ class DwcFile:
             raise ValueError("block_frames must be >= 1")
         h = self.header
         if h.entropy:
-            held: list[np.ndarray] = []
-            count = 0
-            for codes in self._entropy_blocks():
-                held.append(codes)
-                count += codes.shape[1]
-                while count >= block_frames:
-                    joined = np.concatenate(held, axis=1)
-                    yield joined[:, :block_frames]
-                    held, count = [joined[:, block_frames:]], count - block_frames
-            if count:
-                yield np.concatenate(held, axis=1)
+            codes = self._decoded()
+            for start in range(0, h.num_frames, block_frames):
+                yield codes[:, start:start + block_frames].astype(np.int64)
             return
         for start in range(0, h.num_frames, block_frames):
             n = min(block_frames, h.num_frames - start)
