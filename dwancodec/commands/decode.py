@@ -22,7 +22,8 @@ def run_decode(args: argparse.Namespace) -> int:
         name = "stdout" if args.output == STDIO else args.output
         mine = engine.identity  # another than the writer: decode_file found the same codes
         print(f"{name}: {h.duration:.2f} s at {rate} Hz from {h.num_frames} frames "
-              f"(n_q {h.n_q}, {h.bitrate / 1000:.2f} kbps"
+              f"(n_q {h.n_q}, " + (f"{h.packed_bitrate / 1000:.2f} kbps entropy-coded"
+                                   if h.entropy else f"{h.bitrate / 1000:.2f} kbps")
               + (f"; written by {h.model}, decoded by {mine}, same codes"
                  if h.model != mine else "") + f"); {dt:.2f} s "
               f"({dt / max(h.duration, 1e-9):.3f} x real time, {engine_label(engine)})",
