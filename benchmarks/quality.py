@@ -226,13 +226,10 @@ def dwancodec_variants(codec: Codec, threads: int = 1) -> list[Variant]:
 
     torch.set_num_threads(threads)
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(audio) -> (audio, codes)
-    # the model's header, its weights hashed once (not once per clip and bitrate)
-    template = bitstream.Header.for_engine(codec, source_rate=SCORE_RATE)
-    # files as `dwancodec encode` writes them: entropy-coded where the model has tables, so
-    # the measured rate is the coded one (the codes, and so the scores, are the same)
-    tables = getattr(codec, "entropy_tables", None)
-    if tables is not None and template.codes:
-        template = template.entropy_coded(tables)
+    # the model's header, its weights hashed once (not once per clip and bitrate); files as
+    # `dwancodec encode` writes them: entropy-coded where the model has tables, so the measured
+    # rate is the coded one (the codes, and so the scores, are the same)
+    template, tables = bitstream.Header.for_file(codec, source_rate=SCORE_RATE)
 
     def codes_for(audio: np.ndarray) -> np.ndarray:
         hit = cache.get(id(audio))

@@ -338,6 +338,20 @@ class Header:
         header.validate()
         return header
 
+    @classmethod
+    def for_file(cls, engine: Any, n_q: int | None = None, source_rate: int = 0,
+                 entropy: bool = True) -> tuple[Header, EntropyTables | None]:
+        """The header template and entropy tables of a ``.dwc`` file ``engine`` writes, the one
+        rule of ``encode``, ``demo`` and the quality benchmark: :meth:`for_engine`'s header,
+        entropy-coded (format 3) with the engine's ``entropy_tables`` where it has them, it
+        names its codes identity and ``entropy`` is set; else fixed-rate, with ``None``."""
+        from ..engine import as_engine
+
+        e = as_engine(engine)
+        header = cls.for_engine(e, n_q, source_rate)
+        tables = getattr(e, "entropy_tables", None) if entropy and header.codes else None
+        return (header if tables is None else header.entropy_coded(tables)), tables
+
     def check_model(self, engine: Any) -> bool:
         """Raise :class:`BitstreamError` unless ``engine`` decodes this stream; return ``True``
         if it is the model that wrote it, ``False`` if it is another model with the same codes

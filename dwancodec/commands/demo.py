@@ -12,7 +12,7 @@ import numpy as np
 from ..audio import AudioError, AudioWriter, Notify, stream_audio
 from ..bitstream import DwcWriter, Header
 from ..bundled import demo_clip
-from ..engine import Engine, StreamingDecoder, StreamingEncoder, entropy_tables, open_engine
+from ..engine import Engine, StreamingDecoder, StreamingEncoder, open_engine
 from .common import (
     BLOCK_SECONDS,
     as_numpy,
@@ -63,10 +63,7 @@ def run_demo(args: argparse.Namespace) -> int:
         with AudioWriter(out_dir / f"{name}.wav", sr) as w:
             w.write(y)
         with (out_dir / f"{name}.dwc").open("wb") as f:  # as `dwancodec encode` writes it
-            header = Header.for_engine(codec, n_q, source_rate=sr)
-            tables = entropy_tables(codec) if header.codes else None
-            dw = DwcWriter(f, header if tables is None else header.entropy_coded(tables),
-                           tables)
+            dw = DwcWriter(f, *Header.for_file(codec, n_q, source_rate=sr))
             for c in codes:
                 dw.write(c)
             coded = dw.finish(audio.size).packed_bitrate  # entropy-coded: the file's rate

@@ -209,10 +209,7 @@ def _encode(engine: Engine, source: str | Path | BinaryIO, name: str | None,
             progress: bool, entropy: bool) -> Header:
     info = probe_audio(source, name)
     enc = StreamingEncoder(engine, 1, n_q)
-    template = Header.for_engine(engine, n_q, source_rate=info.sample_rate)
-    tables = entropy_tables(engine) if entropy and template.codes else None
-    if tables is not None:
-        template = template.entropy_coded(tables)
+    template, tables = Header.for_file(engine, n_q, info.sample_rate, entropy)
 
     def write(f: BinaryIO) -> Header:
         writer = DwcWriter(f, template, tables)
