@@ -221,14 +221,20 @@ class EntropyTables:
             raise BitstreamError(f"entropy tables cover {self.num_stages} stages, the stream "
                                  f"has n_q={n_q}")
 
-    def block_bits(self, codes: np.ndarray) -> float:
-        """The ideal cost of one block of codes ``[n_q, F]`` in bits (what :meth:`encode_block`
-        spends, less its 4-byte state and the byte rounding)."""
+    def stage_bits_of(self, codes: np.ndarray) -> np.ndarray:
+        """The ideal cost of each stage of one block of codes ``[n_q, F]``, in bits, ``[n_q]``
+        (a stage's digits depend on the stages below it only, so these are what each added
+        stage costs)."""
         dig = digits_of(codes, self.levels)
         prev, lower = contexts(dig, self._L)
         s, _, k = np.indices(dig.shape)
         f = self.freq[s, k, prev, lower, dig].astype(np.float64)
-        return float(-np.log2(f / (1 << PRECISION)).sum())
+        return -np.log2(f / (1 << PRECISION)).sum(axis=(1, 2))
+
+    def block_bits(self, codes: np.ndarray) -> float:
+        """The ideal cost of one block of codes ``[n_q, F]`` in bits (what :meth:`encode_block`
+        spends, less its 4-byte state and the byte rounding)."""
+        return float(self.stage_bits_of(codes).sum())
 
     def encode_block(self, codes: np.ndarray) -> bytes:
         """One block of codes ``[n_q, F]`` (``F >= 1``; in range, as checked by

@@ -61,8 +61,7 @@ def measure(tables: EntropyTables, blocks: Iterable[np.ndarray], frame_rate: flo
     frames = 0
     for b in blocks:
         frames += b.shape[1]
-        for s in range(b.shape[0]):  # stage s's cost is bits(s + 1 stages) - bits(s stages)
-            bits[s] += tables.block_bits(b[:s + 1]) - (tables.block_bits(b[:s]) if s else 0.0)
+        bits[:b.shape[0]] += tables.stage_bits_of(b)
     return RateReport(frames, tuple(float(v) / max(frames, 1) for v in bits), frame_rate)
 
 
