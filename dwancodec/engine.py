@@ -489,14 +489,22 @@ class NeedsTorch(ModuleNotFoundError):
     why torch was needed and what to do (the CLI prints it as a one-line error, exit 2)."""
 
 
-def _need_torch(backend: str, model: str | Path | None, why: str | None) -> None:
-    """Raise :class:`NeedsTorch` where torch cannot be imported, naming the reason the torch
-    engine was chosen (``why``: why ``auto`` could not use the graphs it found)."""
+def torch_missing() -> bool:
+    """Whether torch is not installed. A torch that is installed but broken (a missing
+    library) raises its ImportError as it is: not ours to explain."""
     try:
         import torch  # noqa: F401
     except ImportError as e:
         if (e.name or "").partition(".")[0] != "torch":
-            raise  # torch is there but broken (a missing library): not ours to explain
+            raise
+        return True
+    return False
+
+
+def _need_torch(backend: str, model: str | Path | None, why: str | None) -> None:
+    """Raise :class:`NeedsTorch` where torch cannot be imported, naming the reason the torch
+    engine was chosen (``why``: why ``auto`` could not use the graphs it found)."""
+    if torch_missing():
         name = "the default model" if model is None else str(model)
         if backend == "torch":
             msg = ("--backend torch runs the torch engine, and torch is not installed: pip "

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..engine import torch_missing
 from .common import load_model
 from .files import read_dwc_input
 
@@ -24,14 +25,6 @@ def _config_summary(name: str) -> dict[str, Any]:
     d = codec.describe()
     d["config"] = name
     return d
-
-
-def _torch_missing() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError as e:
-        return (e.name or "").partition(".")[0] == "torch"
-    return False
 
 
 def model_summary_without_torch(model: str | None) -> dict[str, Any]:
@@ -157,7 +150,7 @@ def run_info(args: argparse.Namespace) -> int:
         d["frames_valid"] = not dwc.header.entropy or dwc.tables is not None
         out["file"] = d
     engine = None
-    if args.model is not None and _torch_missing():
+    if args.model is not None and torch_missing():
         from ..runtime import OnnxCodec
 
         d = model_summary_without_torch(args.model)
