@@ -355,18 +355,24 @@ def test_mel_guard_max_stages_scores_the_low_stage_items_alone(tmp_path: Path) -
         TrainConfig(mel_guard_max_stages=-1)
 
 
+def _perceptual_case(tmp_path: Path, overrides: dict[str, str], seed: int
+                     ) -> tuple[Trainer, torch.Tensor, torch.Tensor]:
+    """A trainer with the pesq and stoi losses on and ``overrides`` (its config round-trips
+    through JSON), and three 1 s items: ``audio`` and a noisy ``fake`` of it."""
+    cfg = build_train_config(
+        tiny_cfg(tmp_path, loss_weights={"pesq": 1.0, "stoi": 1.0}).to_dict(), overrides)
+    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    g = torch.Generator().manual_seed(seed)
+    audio = 0.1 * torch.randn(3, 1, 16000, generator=g)
+    return Trainer(cfg, progress=False), audio, audio + 0.05 * torch.randn(3, 1, 16000,
+                                                                           generator=g)
+
+
 def test_perceptual_min_stages_keeps_pesq_and_stoi_off_the_low_stage_items(
         tmp_path: Path) -> None:
     """With ``perceptual_min_stages`` the pesq and stoi losses are those of the items decoded
     from that many stages or more; with none such in the batch they are 0 (with a graph)."""
-    cfg = build_train_config(
-        tiny_cfg(tmp_path, loss_weights={"pesq": 1.0, "stoi": 1.0}).to_dict(),
-        {"perceptual_min_stages": "3"})
-    trainer = Trainer(cfg, progress=False)
-    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    g = torch.Generator().manual_seed(0)
-    audio = 0.1 * torch.randn(3, 1, 16000, generator=g)
-    fake = audio + 0.05 * torch.randn(3, 1, 16000, generator=g)
+    trainer, audio, fake = _perceptual_case(tmp_path, {"perceptual_min_stages": "3"}, 0)
     losses = trainer.reconstruction_losses(fake, audio, torch.tensor([1, 8, 3]))
     for name, loss in (("pesq", trainer.pesq_loss), ("stoi", trainer.stoi_loss)):
         assert loss is not None
@@ -382,14 +388,8 @@ def test_perceptual_min_stages_keeps_pesq_and_stoi_off_the_low_stage_items(
 def test_perceptual_low_weight_adds_the_low_stage_items_at_a_fraction(tmp_path: Path) -> None:
     """With ``perceptual_low_weight`` f the pesq and stoi losses are L(high items) + f x
     L(low items); with only low items in the batch, f x L(low items)."""
-    cfg = build_train_config(
-        tiny_cfg(tmp_path, loss_weights={"pesq": 1.0, "stoi": 1.0}).to_dict(),
-        {"perceptual_min_stages": "3", "perceptual_low_weight": "0.25"})
-    trainer = Trainer(cfg, progress=False)
-    assert build_train_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    g = torch.Generator().manual_seed(1)
-    audio = 0.1 * torch.randn(3, 1, 16000, generator=g)
-    fake = audio + 0.05 * torch.randn(3, 1, 16000, generator=g)
+    trainer, audio, fake = _perceptual_case(
+        tmp_path, {"perceptual_min_stages": "3", "perceptual_low_weight": "0.25"}, 1)
     losses = trainer.reconstruction_losses(fake, audio, torch.tensor([1, 8, 2]))
     lows = trainer.reconstruction_losses(fake, audio, torch.tensor([1, 2, 2]))
     for name, loss in (("pesq", trainer.pesq_loss), ("stoi", trainer.stoi_loss)):
